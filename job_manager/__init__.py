@@ -1,0 +1,58 @@
+"""The job manager: a Flask app (web form + JSON API) and the `wordcrawl` command line.
+
+The front of the flow: a student's URLs come in here, become rows in PostgreSQL and
+tasks on the Redis broker; results are read back from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response
+
+from job_tasks.settings import Settings, get_settings
+
+from . import api, web
+from .errors import register_error_handlers
+from .extensions import csrf, limiter
+
+# No inline scripts or styles, nothing from other sites, no framing by other sites.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def create_app(config: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
+    """Build the manager app; `config` overrides Flask settings, `settings` wordcrawl's."""
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        WTF_CSRF_TIME_LIMIT=None,  # a form left open in class still submits
+        RATELIMIT_STORAGE_URI=settings.broker_url,
+        RATELIMIT_HEADERS_ENABLED=True,  # Retry-After on 429
+        RATELIMIT_SWALLOW_ERRORS=True,  # a Redis hiccup must not turn every request into a 500
+    )
+    app.config.update(config or {})
+    app.json.sort_keys = False  # keep fields in the contract's order
+    app.extensions["wordcrawl_settings"] = settings
+
+    csrf.init_app(app)
+    limiter.init_app(app)
+    register_error_handlers(app)
+
+    csrf.exempt(api.bp)  # JSON only (checked there): a cross-site form cannot send it
+    app.register_blueprint(api.bp)
+    app.register_blueprint(web.bp)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    return app

@@ -1,0 +1,160 @@
+"""The JSON API (contract, section 4): how programs submit jobs and read their results.
+
+Every view is thin: check the input, call jobs.py or queries.py, return JSON.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import redis
+from flask import Blueprint, Response, jsonify, request, url_for
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from job_tasks import app as celery_app
+from job_tasks.models import PAGE_STATUSES
+from job_tasks.words import tokenize
+
+from . import queries
+from .errors import ApiError
+from .extensions import limiter, sessions, settings
+from .jobs import cancel_job, parse_job_request, submit_job
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+@bp.before_request
+def require_json_body() -> None:
+    """Take bodies only as application/json (which also keeps cross-site forms out)."""
+    if request.method in ("POST", "PUT", "PATCH") and not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+
+
+@bp.post("/jobs")
+@limiter.limit(lambda: f"{settings().submissions_per_minute}/minute")
+def create_job() -> tuple[Response, int]:
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON")
+    job_id = submit_job(sessions(), parse_job_request(data, settings()))
+    url = url_for("api.get_job", job_id=job_id)
+    return jsonify({"id": str(job_id), "status": "queued", "url": url}), 202
+
+
+@bp.get("/jobs")
+def list_jobs() -> Response:
+    limit = _limit("limit", default=20, high=100)
+    with sessions()() as session:
+        return jsonify(queries.recent_jobs(session, limit))
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str) -> Response:
+    with sessions()() as session:
+        return jsonify(_existing_job(session, job_id))
+
+
+@bp.delete("/jobs/<job_id>")
+def delete_job(job_id: str) -> Response:
+    if not cancel_job(sessions(), _job_uuid(job_id)):
+        raise _no_job(job_id)
+    with sessions()() as session:
+        return jsonify(_existing_job(session, job_id))
+
+
+@bp.get("/jobs/<job_id>/pages")
+def get_pages(job_id: str) -> Response:
+    status = request.args.get("status")
+    if status is not None and status not in PAGE_STATUSES:
+        raise ApiError(
+            400, "invalid_value", f"status must be one of {', '.join(PAGE_STATUSES)}", "status"
+        )
+    limit = _limit("limit", default=None, high=10_000)
+    offset = _limit("offset", default=0, high=10_000_000, low=0)
+    newest_first = request.args.get("order", "found") == "newest"
+    with sessions()() as session:
+        _existing_job(session, job_id)
+        return jsonify(
+            queries.job_pages(session, _job_uuid(job_id), status, limit, offset, newest_first)
+        )
+
+
+@bp.get("/jobs/<job_id>/words")
+def get_words(job_id: str) -> Response:
+    limit = _limit("limit", default=50, high=1000)
+    stopwords = request.args.get("stopwords", "exclude")
+    if stopwords not in ("exclude", "include"):
+        raise ApiError(
+            400, "invalid_value", "stopwords must be 'exclude' or 'include'", "stopwords"
+        )
+    with sessions()() as session:
+        _existing_job(session, job_id)
+        return jsonify(
+            queries.job_words(
+                session, _job_uuid(job_id), limit, include_stopwords=stopwords == "include"
+            )
+        )
+
+
+@bp.get("/words/<word>")
+def get_word(word: str) -> Response:
+    words = tokenize(word)  # the same normalisation as counting: a curly apostrophe finds "don't"
+    if len(words) != 1:
+        raise ApiError(
+            400, "invalid_value", "give exactly one word (letters, digits, ' or -)", "word"
+        )
+    limit = _limit("limit", default=100, high=1000)
+    with sessions()() as session:
+        return jsonify(queries.word_pages(session, words[0], limit))
+
+
+@bp.get("/health")
+def health() -> tuple[Response, int]:
+    """Say whether the broker, the database and at least one worker answer."""
+    report: dict[str, object] = {"broker": "ok", "database": "ok", "workers": 0}
+    try:
+        redis.Redis.from_url(
+            settings().broker_url, socket_timeout=2, socket_connect_timeout=2
+        ).ping()
+    except redis.RedisError as err:
+        report["broker"] = f"down: {err}"
+    try:
+        with sessions()() as session:
+            session.execute(text("SELECT 1"))
+    except SQLAlchemyError as err:
+        report["database"] = f"down: {type(err).__name__}"
+    if report["broker"] == "ok":
+        report["workers"] = len(celery_app.control.ping(timeout=0.5) or [])
+    healthy = report["broker"] == "ok" and report["database"] == "ok" and report["workers"]
+    return jsonify(report), 200 if healthy else 503
+
+
+def _job_uuid(job_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(job_id)
+    except ValueError:
+        raise _no_job(job_id) from None
+
+
+def _existing_job(session: Session, job_id: str) -> dict:
+    job = queries.get_job(session, _job_uuid(job_id))
+    if job is None:
+        raise _no_job(job_id)
+    return job
+
+
+def _no_job(job_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"there is no job {job_id}")
+
+
+def _limit(name: str, default: int | None, high: int, low: int = 1) -> int | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(
+            400, "invalid_value", f"{name} must be a whole number from {low} to {high}", name
+        )
+    return int(raw)

@@ -1,0 +1,226 @@
+"""The `wordcrawl` command line: start the pieces, submit jobs, read results.
+
+Starting commands (up, serve, worker, demo-site) run the real servers; the job commands
+(submit, status, words) are clients of the manager's JSON API, like any other program.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+from job_tasks.settings import Settings, SettingsError, get_settings
+
+from .client import ApiClient, ApiClientError
+
+OPEN_STATUSES = ("queued", "running")
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as err:
+        raise click.UsageError(str(err)) from err
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """wordcrawl: count the words of web pages with a Celery task queue."""
+
+
+@main.command()
+@click.option(
+    "--workers",
+    "-w",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 32),
+    help="How many Celery workers to start.",
+)
+@click.option(
+    "--port",
+    "-p",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port of the web manager.",
+)
+def up(workers: int, port: int) -> None:
+    """Start the whole stack on this machine (no Docker); Ctrl-C stops it all."""
+    from .stack import Stack
+
+    Stack(_settings(), workers=workers, port=port).run()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", "-p", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--processes",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="gunicorn worker processes.",
+)
+def serve(host: str, port: int, processes: int) -> None:
+    """Run the manager (web form and JSON API) with gunicorn."""
+    _settings()  # fail here, readably, on a bad variable
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(processes),
+        "--threads",
+        "4",
+        "--access-logfile",
+        "-",
+        "job_manager:create_app()",
+    ]
+    os.execv(argv[0], argv)
+
+
+@main.command()
+@click.option(
+    "--name",
+    "-n",
+    default="worker",
+    show_default=True,
+    help="Node name (NAME@host); every worker needs its own.",
+)
+def worker(name: str) -> None:
+    """Run one Celery worker."""
+    from job_worker import worker_command
+
+    argv = worker_command(name, _settings())
+    os.execv(argv[0], argv)
+
+
+@main.command("init-db")
+def init_db_command() -> None:
+    """Create the database tables (wordcrawl's and Celery's); safe to run again."""
+    from job_tasks import app
+    from job_tasks.db import create_database_if_missing, init_db
+
+    settings = _settings()
+    if create_database_if_missing(settings.database_url):
+        click.echo("created the database")
+    init_db(settings.database_url, app)
+    click.echo("tables ready")
+
+
+@main.command()
+@click.argument("urls", nargs=-1, required=True)
+@click.option(
+    "--depth",
+    "-d",
+    default=0,
+    show_default=True,
+    type=int,
+    help="0: only these pages; 1: also the pages they link to; up to 3.",
+)
+@click.option("--max-pages", "-m", default=100, show_default=True, type=int)
+@click.option("--wait", is_flag=True, help="Show progress until the job ends, then its top words.")
+def submit(urls: tuple[str, ...], depth: int, max_pages: int, wait: bool) -> None:
+    """Submit a job and print its id."""
+    client = ApiClient(_settings().api_url)
+    job = _api(lambda: client.submit(list(urls), depth, max_pages))
+    click.echo(job["id"])
+    if wait:
+        final = _wait_with_progress(client, job["id"])
+        click.echo(f"job {final['status']}: {_page_summary(final)}")
+        _print_words(_api(lambda: client.words(job["id"], 10)))
+
+
+@main.command()
+@click.argument("job_id")
+def status(job_id: str) -> None:
+    """Show a job's status and page counts."""
+    job = _api(lambda: ApiClient(_settings().api_url).job(job_id))
+    click.echo(f"{job['id']}  {job['status']}  {_page_summary(job)}")
+    for url in job["urls"]:
+        click.echo(f"  {url}")
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--top", "-n", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--stopwords", type=click.Choice(["exclude", "include"]), default="exclude", show_default=True
+)
+def words(job_id: str, top: int, stopwords: str) -> None:
+    """Show a job's most frequent words."""
+    _print_words(_api(lambda: ApiClient(_settings().api_url).words(job_id, top, stopwords)))
+
+
+@main.command("demo-site")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", "-p", default=8001, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--pages", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option(
+    "--latency-ms",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 60_000),
+    help="Wait this long before answering each request.",
+)
+def demo_site(host: str, port: int, pages: int, latency_ms: int) -> None:
+    """Serve a site of generated, linked pages, for demos, tests and benchmarks."""
+    from .demo_site import DemoServer, DemoSite
+
+    server = DemoServer(DemoSite(pages=pages, latency_ms=latency_ms), host, port)
+    click.echo(f"demo site with {pages} pages at {server.url}", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def _api(call):
+    try:
+        return call()
+    except ApiClientError as err:
+        raise click.ClickException(str(err)) from err
+
+
+def _page_summary(job: dict) -> str:
+    p = job["pages"]
+    return (
+        f"{p['total']} pages: {p['done']} done, {p['failed']} failed, "
+        f"{p['skipped']} skipped, {p['running']} running, {p['queued']} queued"
+    )
+
+
+def _wait_with_progress(client: ApiClient, job_id: str) -> dict:
+    from tqdm import tqdm
+
+    started = time.monotonic()
+    with tqdm(total=1, unit="page", desc="pages", dynamic_ncols=True) as bar:
+        while True:
+            job = _api(lambda: client.job(job_id))
+            p = job["pages"]
+            ended = p["done"] + p["failed"] + p["skipped"]
+            bar.total = max(p["total"], 1)
+            bar.n = ended
+            rate = ended / max(time.monotonic() - started, 1e-6)
+            bar.set_postfix(status=job["status"], pages_per_s=f"{rate:.1f}")
+            bar.refresh()
+            if job["status"] not in OPEN_STATUSES:
+                return job
+            time.sleep(0.5)
+
+
+def _print_words(rows: list[dict]) -> None:
+    if not rows:
+        click.echo("no words counted")
+        return
+    width = max(len(row["word"]) for row in rows)
+    for row in rows:
+        click.echo(f"{row['word']:<{width}}  {row['count']}")

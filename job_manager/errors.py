@@ -1,0 +1,75 @@
+"""Answer every API error with the contract's body: {"error": {"code", "message", "field"}}.
+
+Views raise `ApiError`; HTTP errors Flask raises itself (404, 405, 413, 429...) get the same
+body when the request was for /api/, and the usual HTML page otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, render_template, request
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# Machine-readable codes for the HTTP errors Flask raises by itself.
+HTTP_ERROR_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, a code for programs, a sentence for people."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+    """Build the contract's error body with its status."""
+    body: dict = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    response = jsonify({"error": body})
+    response.status_code = status
+    return response
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Install the handlers that turn exceptions into error answers."""
+
+    @app.errorhandler(ApiError)
+    def api_error(err: ApiError) -> Response:
+        return error_response(err.status, err.code, err.message, err.field)
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException):
+        if not _wants_json():
+            return err
+        status = err.code or 500
+        response = error_response(
+            status, HTTP_ERROR_CODES.get(status, "http_error"), err.description or err.name
+        )
+        if status == 429 and err.get_response().headers.get("Retry-After"):
+            response.headers["Retry-After"] = err.get_response().headers["Retry-After"]
+        return response
+
+    @app.errorhandler(OperationalError)
+    def database_down(err: OperationalError):
+        log.warning("database unavailable: %s", err.orig)
+        message = "the database is not answering; try again in a moment"
+        if _wants_json():
+            return error_response(503, "unavailable", message)
+        return render_template("error.html", message=message), 503

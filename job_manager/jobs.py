@@ -1,0 +1,160 @@
+"""Accept a job: check the request, record the job and its pages, then send the tasks.
+
+The first step of the flow (submit → broker). The job is written to PostgreSQL *before*
+its tasks are sent, so a worker never receives a page that is not yet in the database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from job_tasks.models import OPEN_JOB_STATUSES, Job, JobUrl, Page
+from job_tasks.settings import Settings
+from job_tasks.tasks import enqueue_pages
+from job_tasks.urls import BadUrl, normalize_url
+
+from .errors import ApiError
+
+JOB_FIELDS = ("urls", "depth", "max_pages")
+DEFAULT_DEPTH = 0
+DEFAULT_MAX_PAGES = 100
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A checked submission: seed URLs (normalised, without repeats), depth, max_pages."""
+
+    urls: list[str]
+    depth: int
+    max_pages: int
+
+
+def parse_job_request(data: Any, settings: Settings) -> JobRequest:
+    """Check a submission against the contract; raise ApiError(400) naming the bad field."""
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    unknown = sorted(set(data) - set(JOB_FIELDS))
+    if unknown:
+        raise ApiError(400, "unknown_field", f"unknown field {unknown[0]!r}", unknown[0])
+    urls = _parse_urls(data.get("urls"), settings)
+    depth = _integer(data, "depth", DEFAULT_DEPTH, 0, settings.max_depth)
+    max_pages = _integer(data, "max_pages", DEFAULT_MAX_PAGES, 1, settings.max_pages_per_job)
+    if len(urls) > max_pages:
+        raise ApiError(
+            400,
+            "invalid_value",
+            f"{len(urls)} URLs do not fit in max_pages={max_pages}",
+            "max_pages",
+        )
+    return JobRequest(urls, depth, max_pages)
+
+
+def _parse_urls(value: Any, settings: Settings) -> list[str]:
+    if value is None:
+        raise ApiError(400, "missing_field", "urls is required: a list of http(s) URLs", "urls")
+    if not isinstance(value, list) or not value:
+        raise ApiError(400, "invalid_value", "urls must be a non-empty list of URLs", "urls")
+    if len(value) > settings.max_urls_per_job:
+        raise ApiError(
+            400, "too_many_urls", f"a job takes at most {settings.max_urls_per_job} URLs", "urls"
+        )
+    urls: list[str] = []
+    for index, url in enumerate(value):
+        try:
+            urls.append(normalize_url(url, settings.max_url_length))
+        except BadUrl as err:
+            raise ApiError(400, "invalid_url", f"urls[{index}]: {err}", "urls") from err
+    return list(dict.fromkeys(urls))  # the same page once per job
+
+
+def _integer(data: dict, name: str, default: int, low: int, high: int) -> int:
+    value = data.get(name, default)
+    # bool is an int in Python, but `true` is not a depth.
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ApiError(
+            400, "invalid_value", f"{name} must be a whole number from {low} to {high}", name
+        )
+    return value
+
+
+def submit_job(sessions: sessionmaker[Session], job: JobRequest) -> uuid.UUID:
+    """Record a job and its first pages, then send one task per page; return the job id.
+
+    If the broker cannot take the tasks, the job is removed again and ApiError(503) is
+    raised: a job is accepted only when its work is on its way.
+    """
+    job_id, pages = _record_job(sessions, job)
+    try:
+        enqueue_pages(pages)
+    except BrokerError as err:
+        _forget_job(sessions, job_id)
+        raise ApiError(503, "unavailable", "the broker is not answering; try again") from err
+    return job_id
+
+
+def _record_job(
+    sessions: sessionmaker[Session], job: JobRequest
+) -> tuple[uuid.UUID, list[tuple[int, str]]]:
+    job_id = uuid.uuid4()
+    with sessions.begin() as session:
+        session.execute(
+            insert(Job).values(id=job_id, status="queued", depth=job.depth, max_pages=job.max_pages)
+        )
+        session.execute(
+            insert(JobUrl),
+            [{"job_id": job_id, "position": i, "url": url} for i, url in enumerate(job.urls)],
+        )
+        # Each page gets its Celery task id now, so celery_taskmeta and pages join on it.
+        rows = session.execute(
+            insert(Page).returning(Page.id, Page.task_id, sort_by_parameter_order=True),
+            [
+                {
+                    "job_id": job_id,
+                    "url": url,
+                    "depth": 0,
+                    "status": "queued",
+                    "task_id": str(uuid.uuid4()),
+                }
+                for url in job.urls
+            ],
+        ).all()
+    return job_id, [(row.id, row.task_id) for row in rows]
+
+
+def _forget_job(sessions: sessionmaker[Session], job_id: uuid.UUID) -> None:
+    with sessions.begin() as session:
+        session.execute(delete(Page).where(Page.job_id == job_id))
+        session.execute(delete(JobUrl).where(JobUrl.job_id == job_id))
+        session.execute(delete(Job).where(Job.id == job_id))
+
+
+def cancel_job(sessions: sessionmaker[Session], job_id: uuid.UUID) -> bool:
+    """Cancel an open job: its pages not yet started end skipped. False if no such job.
+
+    Pages already running finish and are stored; the tasks still queued for skipped
+    pages find them ended and do nothing.
+    """
+    with sessions.begin() as session:
+        status = session.execute(
+            select(Job.status).where(Job.id == job_id).with_for_update()
+        ).scalar_one_or_none()
+        if status is None:
+            return False
+        if status in OPEN_JOB_STATUSES:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(status="cancelled", finished_at=func.now())
+            )
+            session.execute(
+                update(Page)
+                .where(Page.job_id == job_id, Page.status == "queued")
+                .values(status="skipped", finished_at=func.now())
+            )
+    return True

@@ -1,0 +1,21 @@
+"""Create the Celery app that the manager sends tasks with and the workers run.
+
+`celery -A job_tasks worker` finds it as `job_tasks.app`.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from .celeryconfig import celery_config
+from .settings import Settings, get_settings
+
+
+def create_celery(settings: Settings) -> Celery:
+    """Make a Celery app configured from wordcrawl's settings."""
+    app = Celery("wordcrawl", include=["job_tasks.tasks"])
+    app.conf.update(celery_config(settings))
+    return app
+
+
+app = create_celery(get_settings())

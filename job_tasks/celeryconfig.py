@@ -1,0 +1,49 @@
+"""Configure Celery for wordcrawl: every setting used, and why it is set.
+
+Read by `job_tasks.celery_app`; the values that differ between machines (URLs, limits)
+come from `Settings`, so this file holds decisions, not addresses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .settings import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Return Celery's settings for these wordcrawl settings."""
+    # A message a worker took but did not acknowledge goes back to the queue after this
+    # long (Redis has no other way to notice a dead consumer). It must exceed the longest a
+    # task can run, or a slow page would be handed to a second worker while it runs.
+    visibility_timeout = settings.task_time_limit * 3
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": {"visibility_timeout": visibility_timeout},
+        "broker_connection_retry_on_startup": True,
+        # Results (states, worker, timings) in PostgreSQL, beside wordcrawl's own tables.
+        "result_backend": settings.celery_result_backend,
+        "result_extended": True,  # keep the task name, args and worker in celery_taskmeta
+        "database_create_tables_at_setup": False,  # `wordcrawl init-db` creates them once
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        # Reliability: acknowledge a message only when its task has finished, so a worker
+        # that dies mid-page does not lose the page; and requeue it if the child process
+        # running it was killed. Tasks are idempotent (see store.py), so a rerun is safe.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # Take one message per process at a time: pages take seconds, and a message held
+        # by a busy worker is a message an idle worker cannot take.
+        "worker_prefetch_multiplier": 1,
+        # A page has its own deadline (WORDCRAWL_PAGE_TIMEOUT); these stop a task that
+        # hangs anyway. The soft limit raises inside the task so the page is marked failed.
+        "task_time_limit": settings.task_time_limit,
+        "task_soft_time_limit": max(1, settings.task_time_limit - 10),
+        # Live state for Flower and AsyncResult: queued (sent), STARTED, then the outcome.
+        "task_track_started": True,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+    }

@@ -1,0 +1,86 @@
+"""Connect to PostgreSQL and create the tables: the database end of the flow.
+
+One SQLAlchemy engine per process and database URL. `init_db` creates wordcrawl's tables
+and Celery's result tables before any worker starts, so workers never race to create them.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+from celery import Celery
+from celery.signals import worker_process_init
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from .models import Base
+from .settings import sqlalchemy_url
+
+log = logging.getLogger(__name__)
+
+
+_engines: dict[str, Engine] = {}
+
+
+def get_engine(database_url: str) -> Engine:
+    """Return this process's engine for a database URL, creating it on first use."""
+    engine = _engines.get(database_url)
+    if engine is None:
+        engine = _engines[database_url] = create_engine(
+            sqlalchemy_url(database_url),
+            # A connection that died with a restarted server is replaced, not handed out.
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+        )
+    return engine
+
+
+@lru_cache(maxsize=8)
+def get_sessionmaker(database_url: str) -> sessionmaker[Session]:
+    """Return a factory of ORM sessions bound to this process's engine."""
+    return sessionmaker(get_engine(database_url), expire_on_commit=False)
+
+
+@worker_process_init.connect
+def _forget_parent_connections(**_: object) -> None:
+    # A prefork child inherits its parent's pooled sockets; two processes talking on one
+    # socket corrupt each other's traffic. close=False leaves the parent's sockets alone.
+    for engine in _engines.values():
+        engine.dispose(close=False)
+
+
+def create_database_if_missing(database_url: str) -> bool:
+    """Create the database named in the URL when its server answers but it does not exist.
+
+    Returns True when it had to be created.
+    """
+    url = make_url(sqlalchemy_url(database_url))
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
+            ).scalar()
+            if exists:
+                return False
+            quoted = admin.dialect.identifier_preparer.quote(url.database)
+            conn.execute(text(f"CREATE DATABASE {quoted}"))
+            log.info("created database %s", url.database)
+            return True
+    finally:
+        admin.dispose()
+
+
+def init_db(database_url: str, celery_app: Celery | None = None) -> None:
+    """Create wordcrawl's tables and, given the Celery app, Celery's result tables.
+
+    Safe to run again: existing tables are left as they are.
+    """
+    Base.metadata.create_all(get_engine(database_url))
+    if celery_app is not None:
+        # Opening a result session makes Celery's backend create celery_taskmeta and
+        # celery_tasksetmeta (with the result_extended columns) if they are missing.
+        celery_app.backend.ResultSession().close()

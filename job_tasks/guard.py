@@ -1,0 +1,142 @@
+"""Keep crawls off private networks: the address guard of contract section 7.
+
+A URL from a student could name the database, a cloud metadata service or a printer on the
+lab network. So the guard judges the *address* a host name resolves to, at the moment a
+worker connects, and the connection is made to that same checked address: a DNS answer
+cannot change between the check and the connect (DNS rebinding), and redirects are judged
+like any other request because every connection passes through here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from functools import lru_cache
+
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util import connection
+
+from .errors import BlockedAddress
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    """Which addresses a worker may connect to."""
+
+    allowed_hosts: frozenset[tuple[str, int]] = frozenset()  # host:port let through as named
+    allow_private: bool = False  # WORDCRAWL_ALLOW_PRIVATE=1: no address is refused
+
+    def allows_name(self, host: str, port: int) -> bool:
+        """Say whether this host:port is let through without looking at its address."""
+        return self.allow_private or (host.lower().strip("[]"), port) in self.allowed_hosts
+
+
+def blocked_reason(ip: IPAddress) -> str | None:
+    """Say why an address is refused (e.g. "loopback"), or None when it is public."""
+    embedded = _embedded_ipv4(ip)
+    if embedded is not None:
+        return blocked_reason(embedded)
+    for kind, test in (
+        ("unspecified", ip.is_unspecified),
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("private", ip.is_private),
+        ("reserved", ip.is_reserved),
+    ):
+        if test:
+            return kind
+    if not ip.is_global:  # shared address space (100.64/10) and the like
+        return "non-public"
+    return None
+
+
+def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """Return the IPv4 address an IPv6 address carries (::ffff:a.b.c.d, 6to4), if any."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        return ip.ipv4_mapped or ip.sixtofour
+    return None
+
+
+def checked_addresses(host: str, port: int, policy: AddressPolicy) -> list[str]:
+    """Resolve a host and return its addresses, or raise BlockedAddress if one is refused.
+
+    A name with one refused address is refused whole: its owner controls the answers.
+    """
+    host = host.strip("[]")  # an IPv6 literal arrives as [::1]
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if policy.allows_name(host, port):
+        return addresses
+    for address in addresses:
+        reason = blocked_reason(ipaddress.ip_address(address.split("%", 1)[0]))
+        if reason is not None:
+            shown = host if host == address else f"{host} ({address})"
+            raise BlockedAddress(
+                f"{shown} is a {reason} address; wordcrawl only fetches public addresses "
+                "unless the host is in WORDCRAWL_ALLOWED_HOSTS"
+            )
+    return addresses
+
+
+class _GuardedConnectionMixin:
+    """Open the socket to an address the policy allows, and to no other."""
+
+    policy: AddressPolicy = AddressPolicy()
+
+    def _new_conn(self) -> socket.socket:
+        try:
+            addresses = checked_addresses(self.host, self.port, self.policy)
+        except socket.gaierror as err:
+            raise NameResolutionError(self.host, self, err) from err
+        error: OSError | None = None
+        for address in addresses:  # like urllib3's create_connection, but on checked addresses
+            try:
+                return connection.create_connection(
+                    (address, self.port),
+                    self.timeout,
+                    source_address=self.source_address,
+                    socket_options=self.socket_options,
+                )
+            except OSError as err:
+                error = err
+        if isinstance(error, TimeoutError):
+            raise ConnectTimeoutError(self, f"connecting to {self.host} timed out") from error
+        raise NewConnectionError(self, f"cannot connect to {self.host}: {error}") from error
+
+
+@lru_cache(maxsize=16)
+def _pool_classes(policy: AddressPolicy) -> dict[str, type[HTTPConnectionPool]]:
+    """Make connection pool classes whose connections obey one policy."""
+    http_conn = type(
+        "GuardedHTTPConnection", (_GuardedConnectionMixin, HTTPConnection), {"policy": policy}
+    )
+    https_conn = type(
+        "GuardedHTTPSConnection", (_GuardedConnectionMixin, HTTPSConnection), {"policy": policy}
+    )
+    return {
+        "http": type(
+            "GuardedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}
+        ),
+        "https": type(
+            "GuardedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}
+        ),
+    }
+
+
+class GuardedAdapter(HTTPAdapter):
+    """A requests transport adapter whose every connection passes the address guard."""
+
+    def __init__(self, policy: AddressPolicy, **kwargs: object) -> None:
+        self.policy = policy
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _pool_classes(self.policy)

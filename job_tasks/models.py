@@ -1,0 +1,129 @@
+"""Describe wordcrawl's own tables (contract, section 5) with SQLAlchemy 2.0.
+
+The manager writes `jobs`, `job_urls` and the first `pages`; workers move pages through
+their states and write `word_counts`; notebooks and the API read them all. Celery's own
+`celery_taskmeta` lives in the same database but is Celery's business, not ours.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+PAGE_STATUSES = ("queued", "running", "done", "failed", "skipped")
+PAGE_ERRORS = (
+    "invalid_url",
+    "blocked_address",
+    "robots_disallowed",
+    "http_error",
+    "timeout",
+    "too_large",
+    "unsupported_content_type",
+    "too_many_redirects",
+    "connection_error",
+    "decode_error",
+)
+ENDED_PAGE_STATUSES = ("done", "failed", "skipped")
+OPEN_PAGE_STATUSES = ("queued", "running")
+OPEN_JOB_STATUSES = ("queued", "running")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    """The metadata that `wordcrawl init-db` creates."""
+
+
+class Job(Base):
+    """One submission: seed URLs, how deep to follow links, how many pages at most."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", JOB_STATUSES), name="jobs_status_known"),
+        Index("jobs_created_at", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    status: Mapped[str] = mapped_column(Text, default="queued")
+    depth: Mapped[int] = mapped_column(Integer)
+    max_pages: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobUrl(Base):
+    """A seed URL of a job, in the order the user gave it."""
+
+    __tablename__ = "job_urls"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+
+
+class Page(Base):
+    """One URL fetched for a job, and what became of it."""
+
+    __tablename__ = "pages"
+    __table_args__ = (
+        # One row per URL per job: the database, not a check-then-insert, keeps crawls unique.
+        UniqueConstraint("job_id", "url", name="pages_job_id_url_key"),
+        CheckConstraint(_one_of("status", PAGE_STATUSES), name="pages_status_known"),
+        CheckConstraint(
+            f"error IS NULL OR {_one_of('error', PAGE_ERRORS)}", name="pages_error_known"
+        ),
+        # Finding a job's unfinished pages is the question asked after every page.
+        Index("pages_job_id_status", "job_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id"))
+    url: Mapped[str] = mapped_column(Text)
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(Text, default="queued")
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    title: Mapped[str | None] = mapped_column(Text)
+    word_count: Mapped[int | None] = mapped_column(Integer)
+    unique_words: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(Text)
+    task_id: Mapped[str | None] = mapped_column(Text)
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    elapsed_ms: Mapped[int | None] = mapped_column(Integer)
+    # How many times a worker has started this page (contract, section 8): a page whose
+    # task keeps coming back (a crash, a lost message) is ended instead of looping forever.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class WordCount(Base):
+    """How often one word occurs on one counted page."""
+
+    __tablename__ = "word_counts"
+    __table_args__ = (Index("word_counts_word", "word"),)
+
+    page_id: Mapped[int] = mapped_column(
+        ForeignKey("pages.id", ondelete="CASCADE"), primary_key=True
+    )
+    word: Mapped[str] = mapped_column(Text, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,210 @@
+"""Read every setting of wordcrawl from the environment, in one place (12-factor).
+
+The manager, the workers, Flower's configuration and the command line all receive a
+`Settings` object from here; no other module reads `os.environ` for wordcrawl's own
+variables. Each setting has a safe default and a one-line reason. The README lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key"
+
+
+class SettingsError(ValueError):
+    """A variable of the environment has a value wordcrawl cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of wordcrawl, with the default used when its variable is unset."""
+
+    # Where the pieces meet.
+    broker_url: str = "redis://localhost:6379/0"
+    database_url: str = "postgresql://postgres@localhost:5432/wordcrawl"
+    result_backend: str = ""  # derived from database_url when empty
+    api_url: str = "http://127.0.0.1:5000"  # where `wordcrawl submit/status/words` send requests
+
+    # The web manager.
+    environment: str = "development"  # "production" makes SECRET_KEY mandatory
+    secret_key: str = DEVELOPMENT_SECRET_KEY
+    submissions_per_minute: int = 30  # per client address, shared across manager processes
+    max_request_bytes: int = 256 * 1024  # 100 URLs of 2,048 characters fit with room to spare
+
+    # What a job may ask for (contract, section 2).
+    max_urls_per_job: int = 100
+    max_pages_per_job: int = 1000
+    max_depth: int = 3
+    max_url_length: int = 2048
+
+    # Safety of fetching (contract, section 7).
+    allowed_hosts: frozenset[tuple[str, int]] = field(default_factory=frozenset)
+    allow_private: bool = False
+    user_agent: str = "wordcrawl/0.1 (+https://github.com/wordcrawl/wordcrawl; teaching crawler)"
+    connect_timeout: float = 5.0  # seconds to open a connection
+    read_timeout: float = 10.0  # seconds of silence allowed while reading
+    page_timeout: float = 30.0  # seconds for a whole page, so a slow drip cannot hold a worker
+    max_response_bytes: int = 5_000_000  # after decompression, so gzip bombs stop here too
+    max_redirects: int = 5
+    robots_cache_seconds: int = 3600  # how long one robots.txt answer is reused by all workers
+    per_host_concurrency: int = 8  # requests to one host at once, across all workers (Scrapy: 8)
+    per_host_delay_ms: int = 0  # minimum gap between two requests to one host (Scrapy: 0)
+
+    # Workers.
+    worker_pool: str = "prefork"
+    worker_concurrency: int = 0  # 0: Celery's default, one process per CPU
+    task_time_limit: int = 120  # seconds; a hard stop for a task that hangs beyond page_timeout
+
+    # `wordcrawl up`.
+    state_dir: str = ".wordcrawl"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """Return DATABASE_URL with an explicit driver, as SQLAlchemy 2.1 needs."""
+        return sqlalchemy_url(self.database_url)
+
+    @property
+    def celery_result_backend(self) -> str:
+        """Return the result backend URL: CELERY_RESULT_BACKEND, else derived from DATABASE_URL."""
+        return self.result_backend or "db+" + self.sqlalchemy_url
+
+    def allows_host(self, host: str, port: int) -> bool:
+        """Say whether host:port is let past the address guard by WORDCRAWL_ALLOWED_HOSTS."""
+        return (host.lower().strip("[]"), port) in self.allowed_hosts
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """Return a copy with some settings changed (used by tests and `wordcrawl up`)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build the settings from environment variables, checking each one."""
+        env = os.environ if environ is None else environ
+        read = _Reader(env)
+        settings = cls(
+            broker_url=read.text("CELERY_BROKER_URL", cls.broker_url),
+            database_url=read.text("DATABASE_URL", cls.database_url),
+            result_backend=read.text("CELERY_RESULT_BACKEND", ""),
+            api_url=read.text("WORDCRAWL_API_URL", cls.api_url).rstrip("/"),
+            environment=read.text("WORDCRAWL_ENV", cls.environment),
+            secret_key=read.text("SECRET_KEY", cls.secret_key),
+            submissions_per_minute=read.integer(
+                "WORDCRAWL_SUBMISSIONS_PER_MINUTE", cls.submissions_per_minute
+            ),
+            max_request_bytes=read.integer("WORDCRAWL_MAX_REQUEST_BYTES", cls.max_request_bytes),
+            max_urls_per_job=read.integer("WORDCRAWL_MAX_URLS_PER_JOB", cls.max_urls_per_job),
+            max_pages_per_job=read.integer("WORDCRAWL_MAX_PAGES_PER_JOB", cls.max_pages_per_job),
+            max_depth=read.integer("WORDCRAWL_MAX_DEPTH", cls.max_depth),
+            max_url_length=read.integer("WORDCRAWL_MAX_URL_LENGTH", cls.max_url_length),
+            allowed_hosts=parse_allowed_hosts(read.text("WORDCRAWL_ALLOWED_HOSTS", "")),
+            allow_private=read.flag("WORDCRAWL_ALLOW_PRIVATE", cls.allow_private),
+            user_agent=read.text("WORDCRAWL_USER_AGENT", cls.user_agent),
+            connect_timeout=read.number("WORDCRAWL_CONNECT_TIMEOUT", cls.connect_timeout),
+            read_timeout=read.number("WORDCRAWL_READ_TIMEOUT", cls.read_timeout),
+            page_timeout=read.number("WORDCRAWL_PAGE_TIMEOUT", cls.page_timeout),
+            max_response_bytes=read.integer("WORDCRAWL_MAX_RESPONSE_BYTES", cls.max_response_bytes),
+            max_redirects=read.integer("WORDCRAWL_MAX_REDIRECTS", cls.max_redirects),
+            robots_cache_seconds=read.integer(
+                "WORDCRAWL_ROBOTS_CACHE_SECONDS", cls.robots_cache_seconds
+            ),
+            per_host_concurrency=read.integer(
+                "WORDCRAWL_PER_HOST_CONCURRENCY", cls.per_host_concurrency
+            ),
+            per_host_delay_ms=read.integer("WORDCRAWL_PER_HOST_DELAY_MS", cls.per_host_delay_ms),
+            worker_pool=read.text("WORDCRAWL_WORKER_POOL", cls.worker_pool),
+            worker_concurrency=read.integer("WORDCRAWL_WORKER_CONCURRENCY", cls.worker_concurrency),
+            task_time_limit=read.integer("WORDCRAWL_TASK_TIME_LIMIT", cls.task_time_limit),
+            state_dir=read.text("WORDCRAWL_STATE_DIR", cls.state_dir),
+        )
+        if settings.environment != "development" and settings.secret_key == DEVELOPMENT_SECRET_KEY:
+            raise SettingsError(
+                "SECRET_KEY must be set when WORDCRAWL_ENV is not 'development' "
+                "(it signs the web form's CSRF tokens)"
+            )
+        return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the settings of this process, read once from its environment."""
+    return Settings.from_env()
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """Name the psycopg2 driver in a postgresql:// URL (SQLAlchemy 2.1 no longer assumes it)."""
+    scheme, sep, rest = database_url.partition("://")
+    if scheme in ("postgres", "postgresql"):
+        return f"postgresql+psycopg2{sep}{rest}"
+    return database_url
+
+
+def parse_allowed_hosts(value: str) -> frozenset[tuple[str, int]]:
+    """Parse WORDCRAWL_ALLOWED_HOSTS, a comma-separated list of host:port."""
+    hosts = set()
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        parsed = urlsplit("//" + item)
+        try:
+            port = parsed.port
+        except ValueError as err:
+            raise SettingsError(f"WORDCRAWL_ALLOWED_HOSTS: bad port in {item!r}") from err
+        if not parsed.hostname or port is None:
+            raise SettingsError(f"WORDCRAWL_ALLOWED_HOSTS: {item!r} is not host:port")
+        hosts.add((parsed.hostname.lower(), port))
+    return frozenset(hosts)
+
+
+def format_allowed_hosts(hosts: frozenset[tuple[str, int]]) -> str:
+    """Write a set of (host, port) back in WORDCRAWL_ALLOWED_HOSTS form."""
+    return ",".join(
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in sorted(hosts)
+    )
+
+
+class _Reader:
+    """Read typed values from an environment, naming the variable in every error."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str, default: str) -> str:
+        value = self.env.get(name, "").strip()
+        return value or default
+
+    def integer(self, name: str, default: int) -> int:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError as err:
+            raise SettingsError(f"{name} must be a whole number, not {raw!r}") from err
+        if value < 0:
+            raise SettingsError(f"{name} must not be negative, not {raw!r}")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError as err:
+            raise SettingsError(f"{name} must be a number, not {raw!r}") from err
+        if value <= 0:
+            raise SettingsError(f"{name} must be above zero, not {raw!r}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.env.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name} must be 1 or 0, not {raw!r}")

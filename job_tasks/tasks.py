@@ -1,0 +1,112 @@
+"""The Celery task a worker runs for each page, and the one function that sends it.
+
+`crawl_page` reads like the flow: claim the page, fetch it, extract its text, count its
+words, store them. Each step is a plain function in its own module; this file only wires
+them to Celery (states, retries, time limits) and to the worker's shared resources.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+import redis
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.time import get_exponential_backoff_interval
+from sqlalchemy.exc import DBAPIError
+
+from . import store
+from .celery_app import app
+from .db import get_sessionmaker
+from .errors import PageError, Timeout
+from .fetch import Fetcher
+from .robots import RobotsRules
+from .settings import get_settings
+from .text import extract
+from .words import count_words
+
+log = logging.getLogger(__name__)
+
+MAX_FETCH_RETRIES = 3  # a page that times out or answers 503 is tried this many more times
+MAX_RETRY_DELAY = 60  # seconds; Retry-After above this is capped
+
+
+class PageFailed(Exception):
+    """Raised after a failed page is stored, so Celery records the task as FAILURE."""
+
+
+@lru_cache(maxsize=1)
+def worker_fetcher() -> Fetcher:
+    """Return this worker process's fetcher (its sessions, robots cache and limits)."""
+    settings = get_settings()
+    robots = RobotsRules(
+        redis.Redis.from_url(settings.broker_url),
+        settings.user_agent,
+        settings.robots_cache_seconds,
+    )
+    return Fetcher(settings, robots)
+
+
+@app.task(
+    bind=True,
+    # A failed page is expected, not a crash: FAILURE state, but no traceback in the log.
+    throws=(PageFailed,),
+    # If PostgreSQL or Redis is briefly away, try the whole task again later.
+    autoretry_for=(DBAPIError, redis.ConnectionError),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=10,
+)
+def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
+    """Fetch one page, count its words and store them; the page's row says how it went."""
+    sessions = get_sessionmaker(get_settings().database_url)
+    page = store.claim_page(sessions, page_id, self.request.hostname, self.request.id)
+    if page is None:
+        return {"page_id": page_id, "status": "not run: ended already or job cancelled"}
+    started = time.monotonic()
+    try:
+        response = worker_fetcher().fetch(page.url)
+        document = extract(response)
+        counts = count_words(document.text)
+    except SoftTimeLimitExceeded:
+        error: PageError = Timeout("the page took longer than the task's time limit")
+    except PageError as err:
+        error = err
+    else:
+        elapsed_ms = round((time.monotonic() - started) * 1000)
+        result = store.CountedPage(response.status, document.title, dict(counts), elapsed_ms)
+        store.finish_page(sessions, page, result)
+        return {
+            "page_id": page.id,
+            "url": page.url,
+            "status": "done",
+            "word_count": result.word_count,
+            "unique_words": len(result.counts),
+        }
+
+    if error.transient and self.request.retries < MAX_FETCH_RETRIES:
+        raise self.retry(countdown=_retry_delay(error, self.request.retries), exc=error)
+    store.fail_page(sessions, page, error, round((time.monotonic() - started) * 1000))
+    raise PageFailed(f"{error.code}: {error.message}")
+
+
+def _retry_delay(error: PageError, retries: int) -> float:
+    """Wait as the server asked (Retry-After), else back off exponentially with jitter."""
+    asked = getattr(error, "retry_after", None)
+    if asked is not None:
+        return min(asked, MAX_RETRY_DELAY)
+    return get_exponential_backoff_interval(
+        factor=1, retries=retries, maximum=MAX_RETRY_DELAY, full_jitter=True
+    )
+
+
+def enqueue_pages(pages: Iterable[tuple[int, str]]) -> None:
+    """Send one crawl_page task per (page id, task id), over one broker connection."""
+    with app.producer_or_acquire() as producer:
+        for page_id, task_id in pages:
+            crawl_page.apply_async(args=[page_id], task_id=task_id, producer=producer)

@@ -1,0 +1,75 @@
+"""Check and normalise URLs: what the manager accepts as a seed, what a worker follows.
+
+A URL is kept as the user wrote it except for what makes two spellings the same page:
+the scheme and host are lower-cased, an empty path becomes "/", and the #fragment goes
+(the contract counts a URL once per job "after removing the #fragment").
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+SCHEMES = ("http", "https")
+
+
+class BadUrl(ValueError):
+    """The text is not an http(s) URL wordcrawl can fetch."""
+
+
+def normalize_url(url: str, max_length: int = 2048) -> str:
+    """Return the canonical form of an http(s) URL, or raise BadUrl saying what is wrong."""
+    if not isinstance(url, str):
+        raise BadUrl("a URL must be a string")
+    url = url.strip()
+    if not url:
+        raise BadUrl("the URL is empty")
+    if len(url) > max_length:
+        raise BadUrl(f"the URL is longer than {max_length} characters")
+    if any(ord(char) < 0x21 or char == "\x7f" for char in url):
+        raise BadUrl("the URL contains spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port that is not a number 0-65535
+    except ValueError as err:
+        raise BadUrl(f"the URL cannot be parsed: {err}") from err
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise BadUrl("only http and https URLs can be crawled")
+    if not parts.hostname:
+        raise BadUrl("the URL has no host")
+    if port == 0:
+        raise BadUrl("the URL has port 0")
+    netloc = _lower_host(parts.netloc)
+    canonical = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    if len(canonical) > max_length:
+        raise BadUrl(f"the URL is longer than {max_length} characters")
+    return canonical
+
+
+def same_host_link(page_url: str, href: str, max_length: int = 2048) -> str | None:
+    """Resolve a link found on a page; return it if it stays on the page's host, else None.
+
+    "The same host" is the same host name (any port or scheme of it is the same site).
+    `page_url` is the page's base (its URL, or its <base href>, already resolved).
+    Links to other hosts, other schemes (mailto:, javascript:) and bad URLs give None.
+    """
+    try:
+        target = normalize_url(urljoin(page_url, href.strip()), max_length)
+    except (BadUrl, ValueError):
+        return None
+    return target if urlsplit(target).hostname == urlsplit(page_url).hostname else None
+
+
+def host_key(url: str) -> str:
+    """Return scheme://host:port of a URL: the unit of robots.txt and of politeness limits."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}:{port}"
+
+
+def _lower_host(netloc: str) -> str:
+    userinfo, at, hostport = netloc.rpartition("@")
+    return f"{userinfo}{at}{hostport.lower()}"

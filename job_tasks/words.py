@@ -1,0 +1,50 @@
+"""Turn text into word counts: the third step for every page, pure and without I/O.
+
+Word rule 3 of the contract: NFC-normalise, turn U+2019 into an apostrophe, split with an
+NLTK tokenizer into runs of letters or digits that may hold single apostrophes or hyphens
+between two such characters, case-fold, and drop tokens without a letter (2024). Rule 4:
+NLTK's English stopwords are stored like any word; readers choose to leave them out.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from functools import lru_cache
+from pathlib import Path
+
+import nltk
+from nltk import FreqDist
+from nltk.corpus import stopwords
+from nltk.tokenize import RegexpTokenizer
+
+log = logging.getLogger(__name__)
+
+# [^\W_] is "a letter or a digit" in any script: \w without the underscore.
+TOKENIZER = RegexpTokenizer(r"[^\W_]+(?:['-][^\W_]+)*")
+SHIPPED_NLTK_DATA = Path(__file__).parent / "nltk_data"
+
+
+def tokenize(text: str) -> list[str]:
+    """Split text into words, case-folded, by the contract's word rules."""
+    text = unicodedata.normalize("NFC", text).replace("\u2019", "'")
+    return [
+        token.casefold() for token in TOKENIZER.tokenize(text) if any(c.isalpha() for c in token)
+    ]
+
+
+def count_words(text: str) -> FreqDist:
+    """Count the words of a text: word_count is its N(), unique_words its B()."""
+    return FreqDist(tokenize(text))
+
+
+@lru_cache(maxsize=1)
+def english_stopwords() -> frozenset[str]:
+    """Return NLTK's English stopword list: NLTK's data if installed, else the shipped copy."""
+    # NLTK searches its data path in order, so a downloaded corpus wins over the shipped one
+    # (NLTK only reads corpora from folders on that path).
+    if str(SHIPPED_NLTK_DATA) not in nltk.data.path:
+        nltk.data.path.append(str(SHIPPED_NLTK_DATA))
+    words = stopwords.words("english")
+    log.debug("English stopwords: %d words from %s", len(words), stopwords.root)
+    return frozenset(words)

@@ -1,0 +1,24 @@
+"""Flower's configuration for wordcrawl, read by `celery flower --conf=...`.
+
+Flower applies FLOWER_* environment variables first, then this file, then the command
+line; so this file sets only what every deployment wants, and refuses to start Flower
+without credentials.
+"""
+
+from tornado.options import options
+
+# Keep the task history across restarts, saving every 10 s, not only on a clean stop.
+persistent = True
+state_save_interval = 10_000
+# Bounded memory: Flower keeps this many tasks (its default, 100,000, grows for weeks).
+max_tasks = 20_000
+# Ask workers to send events, so a worker started without -E still shows its tasks.
+enable_events = True
+# Forget workers that have been offline for 10 minutes (scaled-down containers).
+purge_offline_workers = 600
+
+if not (options.basic_auth or options.auth):
+    raise SystemExit(
+        "Flower must not run without a password: set FLOWER_BASIC_AUTH=user:password "
+        "(`wordcrawl up` makes one for you)."
+    )
