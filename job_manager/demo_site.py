@@ -93,9 +93,9 @@ class DemoSite:
         """Return the page a path shows, or None."""
         if path == "/":
             return 0
-        prefix = "/page/"
-        if path.startswith(prefix) and path[len(prefix) :].isdigit():
-            n = int(path[len(prefix) :])
+        prefix, _, number = path.rpartition("/")
+        if prefix == "/page" and number.isascii() and number.isdigit():
+            n = int(number)
             return n if n < self.pages else None
         return None
 

@@ -34,7 +34,7 @@ from .errors import (
 from .guard import AddressPolicy, GuardedAdapter
 from .robots import RobotsRules
 from .settings import Settings
-from .urls import BadUrl, normalize_url
+from .urls import normalize_url
 
 COUNTED_MEDIA_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
 ACCEPT = "text/html,application/xhtml+xml;q=0.9,text/plain;q=0.8"
@@ -68,7 +68,6 @@ class Fetcher:
         if session is None:
             session = requests.Session()
             session.trust_env = False  # a proxy from the environment would bypass the guard
-            session.max_redirects = 0  # redirects are followed below, one checked hop at a time
             session.headers.update({"User-Agent": self.settings.user_agent, "Accept": ACCEPT})
             adapter = GuardedAdapter(self.policy, max_retries=0)
             session.mount("http://", adapter)
@@ -97,7 +96,7 @@ class Fetcher:
                 raise Timeout(f"the page took longer than {self.settings.page_timeout:g} s")
             if obey_robots and self.robots is not None and not self.robots.allows(url, self):
                 raise RobotsDisallowed(f"robots.txt of this site does not allow {url}")
-            response = self._send(url)
+            response = self._send(url)  # redirects are not followed by requests, but here
             with response:
                 if response.is_redirect:
                     url = _redirect_target(response)
@@ -119,13 +118,19 @@ class Fetcher:
             raise ConnectionFailed(f"cannot connect to {url}: {_root_cause(err)}") from err
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader) as err:
             raise InvalidUrl(f"cannot request {url}: {err}") from err
+        except requests.exceptions.RequestException as err:  # what requests has left
+            raise ConnectionFailed(f"the request to {url} failed: {err}") from err
+        except ValueError as err:
+            # requests parses a redirect's Location even when it does not follow it,
+            # and urllib raises ValueError on a broken one such as "http://[::1/x".
+            raise InvalidUrl(f"the answer from {url} redirects to an unusable URL") from err
 
 
 def _redirect_target(response: requests.Response) -> str:
     location = response.headers["Location"]
     try:
         return normalize_url(urljoin(response.url, location))
-    except BadUrl as err:
+    except ValueError as err:  # BadUrl, or urljoin failing on a broken [IPv6] host
         raise InvalidUrl(f"the page redirects to an unusable URL {location!r}: {err}") from err
 
 

@@ -49,6 +49,7 @@ def blocked_reason(ip: IPAddress) -> str | None:
         ("multicast", ip.is_multicast),
         ("private", ip.is_private),
         ("reserved", ip.is_reserved),
+        ("site-local", getattr(ip, "is_site_local", False)),
     ):
         if test:
             return kind
@@ -78,8 +79,9 @@ def checked_addresses(host: str, port: int, policy: AddressPolicy) -> list[str]:
         reason = blocked_reason(ipaddress.ip_address(address.split("%", 1)[0]))
         if reason is not None:
             shown = host if host == address else f"{host} ({address})"
+            article = "an" if reason[0] in "aeiou" else "a"
             raise BlockedAddress(
-                f"{shown} is a {reason} address; wordcrawl only fetches public addresses "
+                f"{shown} is {article} {reason} address; wordcrawl only fetches public addresses "
                 "unless the host is in WORDCRAWL_ALLOWED_HOSTS"
             )
     return addresses

@@ -7,6 +7,7 @@ variables. Each setting has a safe default and a one-line reason. The README lis
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -54,6 +55,7 @@ class Settings:
     robots_cache_seconds: int = 3600  # how long one robots.txt answer is reused by all workers
     per_host_concurrency: int = 8  # requests to one host at once, across all workers (Scrapy: 8)
     per_host_delay_ms: int = 0  # minimum gap between two requests to one host (Scrapy: 0)
+    fetch_retries: int = 3  # more tries for a page that timed out or answered 429/502/503/504
 
     # Workers.
     worker_pool: str = "prefork"
@@ -94,31 +96,42 @@ class Settings:
             environment=read.text("WORDCRAWL_ENV", cls.environment),
             secret_key=read.text("SECRET_KEY", cls.secret_key),
             submissions_per_minute=read.integer(
-                "WORDCRAWL_SUBMISSIONS_PER_MINUTE", cls.submissions_per_minute
+                "WORDCRAWL_SUBMISSIONS_PER_MINUTE", cls.submissions_per_minute, minimum=1
             ),
-            max_request_bytes=read.integer("WORDCRAWL_MAX_REQUEST_BYTES", cls.max_request_bytes),
-            max_urls_per_job=read.integer("WORDCRAWL_MAX_URLS_PER_JOB", cls.max_urls_per_job),
-            max_pages_per_job=read.integer("WORDCRAWL_MAX_PAGES_PER_JOB", cls.max_pages_per_job),
+            max_request_bytes=read.integer(
+                "WORDCRAWL_MAX_REQUEST_BYTES", cls.max_request_bytes, minimum=1
+            ),
+            max_urls_per_job=read.integer(
+                "WORDCRAWL_MAX_URLS_PER_JOB", cls.max_urls_per_job, minimum=1
+            ),
+            max_pages_per_job=read.integer(
+                "WORDCRAWL_MAX_PAGES_PER_JOB", cls.max_pages_per_job, minimum=1
+            ),
             max_depth=read.integer("WORDCRAWL_MAX_DEPTH", cls.max_depth),
-            max_url_length=read.integer("WORDCRAWL_MAX_URL_LENGTH", cls.max_url_length),
+            max_url_length=read.integer("WORDCRAWL_MAX_URL_LENGTH", cls.max_url_length, minimum=1),
             allowed_hosts=parse_allowed_hosts(read.text("WORDCRAWL_ALLOWED_HOSTS", "")),
             allow_private=read.flag("WORDCRAWL_ALLOW_PRIVATE", cls.allow_private),
             user_agent=read.text("WORDCRAWL_USER_AGENT", cls.user_agent),
             connect_timeout=read.number("WORDCRAWL_CONNECT_TIMEOUT", cls.connect_timeout),
             read_timeout=read.number("WORDCRAWL_READ_TIMEOUT", cls.read_timeout),
             page_timeout=read.number("WORDCRAWL_PAGE_TIMEOUT", cls.page_timeout),
-            max_response_bytes=read.integer("WORDCRAWL_MAX_RESPONSE_BYTES", cls.max_response_bytes),
+            max_response_bytes=read.integer(
+                "WORDCRAWL_MAX_RESPONSE_BYTES", cls.max_response_bytes, minimum=1
+            ),
             max_redirects=read.integer("WORDCRAWL_MAX_REDIRECTS", cls.max_redirects),
             robots_cache_seconds=read.integer(
-                "WORDCRAWL_ROBOTS_CACHE_SECONDS", cls.robots_cache_seconds
+                "WORDCRAWL_ROBOTS_CACHE_SECONDS", cls.robots_cache_seconds, minimum=1
             ),
             per_host_concurrency=read.integer(
-                "WORDCRAWL_PER_HOST_CONCURRENCY", cls.per_host_concurrency
+                "WORDCRAWL_PER_HOST_CONCURRENCY", cls.per_host_concurrency, minimum=1
             ),
             per_host_delay_ms=read.integer("WORDCRAWL_PER_HOST_DELAY_MS", cls.per_host_delay_ms),
+            fetch_retries=read.integer("WORDCRAWL_FETCH_RETRIES", cls.fetch_retries),
             worker_pool=read.text("WORDCRAWL_WORKER_POOL", cls.worker_pool),
             worker_concurrency=read.integer("WORDCRAWL_WORKER_CONCURRENCY", cls.worker_concurrency),
-            task_time_limit=read.integer("WORDCRAWL_TASK_TIME_LIMIT", cls.task_time_limit),
+            task_time_limit=read.integer(
+                "WORDCRAWL_TASK_TIME_LIMIT", cls.task_time_limit, minimum=1
+            ),
             state_dir=read.text("WORDCRAWL_STATE_DIR", cls.state_dir),
         )
         if settings.environment != "development" and settings.secret_key == DEVELOPMENT_SECRET_KEY:
@@ -175,7 +188,7 @@ class _Reader:
         value = self.env.get(name, "").strip()
         return value or default
 
-    def integer(self, name: str, default: int) -> int:
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
         raw = self.env.get(name, "").strip()
         if not raw:
             return default
@@ -183,8 +196,8 @@ class _Reader:
             value = int(raw)
         except ValueError as err:
             raise SettingsError(f"{name} must be a whole number, not {raw!r}") from err
-        if value < 0:
-            raise SettingsError(f"{name} must not be negative, not {raw!r}")
+        if value < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}, not {raw!r}")
         return value
 
     def number(self, name: str, default: float) -> float:
@@ -195,8 +208,8 @@ class _Reader:
             value = float(raw)
         except ValueError as err:
             raise SettingsError(f"{name} must be a number, not {raw!r}") from err
-        if value <= 0:
-            raise SettingsError(f"{name} must be above zero, not {raw!r}")
+        if not math.isfinite(value) or value <= 0:
+            raise SettingsError(f"{name} must be a number above zero, not {raw!r}")
         return value
 
     def flag(self, name: str, default: bool) -> bool:

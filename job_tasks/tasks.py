@@ -31,7 +31,6 @@ from .words import count_words
 
 log = logging.getLogger(__name__)
 
-MAX_FETCH_RETRIES = 3  # a page that times out or answers 503 is tried this many more times
 MAX_RETRY_DELAY = 60  # seconds; Retry-After above this is capped
 
 
@@ -89,7 +88,7 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
             "unique_words": len(result.counts),
         }
 
-    if error.transient and self.request.retries < MAX_FETCH_RETRIES:
+    if error.transient and self.request.retries < get_settings().fetch_retries:
         raise self.retry(countdown=_retry_delay(error, self.request.retries), exc=error)
     store.fail_page(sessions, page, error, round((time.monotonic() - started) * 1000))
     raise PageFailed(f"{error.code}: {error.message}")

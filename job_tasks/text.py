@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from bs4 import BeautifulSoup
+from bs4.builder import ParserRejectedMarkup
 from bs4.dammit import EncodingDetector
+from lxml.etree import LxmlError
 
 from .errors import DecodeError
 from .fetch import Response
@@ -43,10 +45,15 @@ def extract(response: Response) -> Document:
 
 
 def decode(body: bytes, http_charset: str | None, is_html: bool) -> str:
-    """Decode a body: HTTP charset, else <meta charset> (HTML), else UTF-8 with replacement."""
-    encoding = _known_encoding(http_charset)
+    """Decode a body: HTTP charset, else <meta charset> (HTML), else UTF-8 with replacement.
+
+    A byte order mark, when the server names no charset, is as good as a declaration.
+    """
+    encoding = _known_encoding(http_charset) or _bom_encoding(body)
     if encoding is None and is_html:
-        encoding = _known_encoding(EncodingDetector.find_declared_encoding(body, is_html=True))
+        declared = _known_encoding(EncodingDetector.find_declared_encoding(body, is_html=True))
+        # A <meta> that could be read as ASCII cannot be UTF-16: browsers take UTF-8 then.
+        encoding = "utf-8" if declared and declared.startswith(WIDE_ENCODINGS) else declared
     encoding = encoding or "utf-8"
     if b"\x00" in body and not encoding.startswith(WIDE_ENCODINGS):
         raise DecodeError("the body contains NUL bytes: it is binary data, not text")
@@ -56,19 +63,35 @@ def decode(body: bytes, http_charset: str | None, is_html: bool) -> str:
 
 
 def _known_encoding(label: str | None) -> str | None:
-    """Return Python's name for a charset label, or None when it is missing or unknown."""
+    """Return Python's codec for a charset label, or None when it is missing or unknown."""
     if not label:
         return None
     try:
-        return codecs.lookup(label.strip()).name
+        name = codecs.lookup(label.strip()).name
     except LookupError:
         return None
+    # As in browsers (WHATWG Encoding): pages labelled Latin-1 or ASCII are windows-1252.
+    return "cp1252" if name in ("iso8859-1", "latin-1", "ascii") else name
+
+
+def _bom_encoding(body: bytes) -> str | None:
+    if body.startswith(codecs.BOM_UTF8):
+        return "utf-8"
+    if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return None
 
 
 def parse_html(html: str, url: str) -> Document:
     """Extract title, links and visible text from an HTML document."""
-    soup = BeautifulSoup(html, "lxml")
-    title_tag = soup.title
+    try:
+        soup = BeautifulSoup(html, "lxml")
+    except (ParserRejectedMarkup, LxmlError, RecursionError) as err:
+        raise DecodeError(f"the HTML cannot be parsed: {err}") from err
+    # The document's <title>, not the <title> of an inline <svg> icon.
+    title_tag = next(
+        (t for t in soup.find_all("title") if not t.find_parent(["svg", "math"])), None
+    )
     title = " ".join(title_tag.get_text().split()) if title_tag else None
     base = soup.find("base", href=True)
     base_url = urljoin(url, base["href"].strip()) if base else url

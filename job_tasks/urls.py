@@ -1,7 +1,8 @@
 """Check and normalise URLs: what the manager accepts as a seed, what a worker follows.
 
 A URL is kept as the user wrote it except for what makes two spellings the same page:
-the scheme and host are lower-cased, an empty path becomes "/", and the #fragment goes
+the scheme and host are lower-cased, a default port (:80, :443) is dropped, an empty
+path becomes "/", and the #fragment goes
 (the contract counts a URL once per job "after removing the #fragment").
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 SCHEMES = ("http", "https")
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class BadUrl(ValueError):
@@ -40,6 +42,8 @@ def normalize_url(url: str, max_length: int = 2048) -> str:
     if port == 0:
         raise BadUrl("the URL has port 0")
     netloc = _lower_host(parts.netloc)
+    if port is None or port == DEFAULT_PORTS[scheme]:
+        netloc = netloc.removesuffix(":" if port is None else f":{port}")
     canonical = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
     if len(canonical) > max_length:
         raise BadUrl(f"the URL is longer than {max_length} characters")

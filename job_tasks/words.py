@@ -27,7 +27,8 @@ SHIPPED_NLTK_DATA = Path(__file__).parent / "nltk_data"
 
 def tokenize(text: str) -> list[str]:
     """Split text into words, case-folded, by the contract's word rules."""
-    text = unicodedata.normalize("NFC", text).replace("\u2019", "'")
+    # U+00AD, the soft hyphen, is invisible: "co\u00adop" reads as one word.
+    text = unicodedata.normalize("NFC", text).replace("\u2019", "'").replace("\u00ad", "")
     return [
         token.casefold() for token in TOKENIZER.tokenize(text) if any(c.isalpha() for c in token)
     ]

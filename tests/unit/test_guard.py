@@ -1,0 +1,130 @@
+"""The address guard of contract section 7 (job_tasks/guard.py).
+
+Only IP literals and "localhost" are resolved here: getaddrinfo answers them without DNS.
+"""
+
+import ipaddress
+
+import pytest
+
+from job_tasks.errors import BlockedAddress
+from job_tasks.guard import AddressPolicy, blocked_reason, checked_addresses
+
+DEFAULT = AddressPolicy()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",  # the cloud metadata service
+        "0.0.0.0",
+        "100.64.0.1",  # shared address space (carrier-grade NAT)
+        "224.0.0.1",
+        "255.255.255.255",
+        "192.0.2.1",  # documentation
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "fec0::1",  # deprecated site-local
+        "ff02::1",
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "::ffff:10.0.0.1",
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+    ],
+)
+def test_non_public_addresses_are_refused(address):
+    assert blocked_reason(ipaddress.ip_address(address)) is not None
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("169.254.169.254", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("fe80::1", "link-local"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("2002:7f00:1::", "loopback"),
+        ("fec0::1", "site-local"),
+    ],
+)
+def test_refusal_says_what_kind_of_address_it_is(address, kind):
+    assert blocked_reason(ipaddress.ip_address(address)) == kind
+
+
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2606:4700::1111", "::ffff:8.8.8.8"]
+)
+def test_public_addresses_pass(address):
+    assert blocked_reason(ipaddress.ip_address(address)) is None
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "2130706433", "0177.0.0.1", "0x7f.0.0.1", "0x7f000001", "127.1"],
+    ids=["dotted", "decimal", "octal", "hex-dotted", "hex", "short"],
+)
+def test_every_spelling_of_loopback_is_refused(host):
+    with pytest.raises(BlockedAddress) as info:
+        checked_addresses(host, 80, DEFAULT)
+
+    assert info.value.code == "blocked_address"
+    assert "loopback" in str(info.value)
+
+
+@pytest.mark.parametrize("host", ["localhost", "::1", "[::1]", "10.0.0.1", "0.0.0.0"])
+def test_local_hosts_are_refused(host):
+    with pytest.raises(BlockedAddress):
+        checked_addresses(host, 80, DEFAULT)
+
+
+def test_refusal_names_the_host_and_the_address():
+    with pytest.raises(BlockedAddress) as info:
+        checked_addresses("0x7f.0.0.1", 80, DEFAULT)
+
+    assert "0x7f.0.0.1 (127.0.0.1)" in info.value.message
+    assert "WORDCRAWL_ALLOWED_HOSTS" in info.value.message
+
+
+def test_public_ip_literal_passes():
+    assert checked_addresses("8.8.8.8", 80, DEFAULT) == ["8.8.8.8"]
+
+
+def test_allowed_host_and_port_pass():
+    policy = AddressPolicy(allowed_hosts=frozenset({("127.0.0.1", 8001)}))
+
+    assert checked_addresses("127.0.0.1", 8001, policy) == ["127.0.0.1"]
+
+
+def test_allowed_host_on_another_port_is_refused():
+    policy = AddressPolicy(allowed_hosts=frozenset({("127.0.0.1", 8001)}))
+
+    with pytest.raises(BlockedAddress):
+        checked_addresses("127.0.0.1", 8002, policy)
+
+
+def test_allowed_host_is_matched_by_name_not_by_address():
+    policy = AddressPolicy(allowed_hosts=frozenset({("localhost", 8001)}))
+
+    assert checked_addresses("LocalHost", 8001, policy)
+    with pytest.raises(BlockedAddress):
+        checked_addresses("127.0.0.1", 8001, policy)
+
+
+def test_allowed_ipv6_host_in_brackets_passes():
+    policy = AddressPolicy(allowed_hosts=frozenset({("::1", 8001)}))
+
+    assert checked_addresses("[::1]", 8001, policy) == ["::1"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "10.0.0.1", "169.254.169.254"])
+def test_allow_private_lets_every_address_through(host):
+    assert checked_addresses(host, 80, AddressPolicy(allow_private=True))

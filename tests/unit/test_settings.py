@@ -1,0 +1,158 @@
+"""Settings from the environment (contract sections 1 and 7; job_tasks/settings.py)."""
+
+import pytest
+
+from job_tasks.settings import Settings, SettingsError, parse_allowed_hosts, sqlalchemy_url
+
+
+def test_defaults_without_any_variable():
+    settings = Settings.from_env({})
+
+    assert settings.environment == "development"
+    assert settings.max_urls_per_job == 100
+    assert settings.max_pages_per_job == 1000
+    assert settings.max_depth == 3
+    assert settings.max_url_length == 2048
+    assert settings.max_response_bytes == 5_000_000
+    assert settings.max_redirects == 5
+    assert settings.per_host_concurrency == 8
+    assert settings.per_host_delay_ms == 0
+    assert settings.allowed_hosts == frozenset()
+    assert settings.allow_private is False
+    assert "wordcrawl" in settings.user_agent
+
+
+def test_variables_override_defaults():
+    settings = Settings.from_env(
+        {
+            "CELERY_BROKER_URL": "redis://broker:6379/1",
+            "DATABASE_URL": "postgresql://u:p@db/wc",
+            "WORDCRAWL_MAX_PAGES_PER_JOB": " 50 ",
+            "WORDCRAWL_PER_HOST_CONCURRENCY": "32",
+            "WORDCRAWL_CONNECT_TIMEOUT": "2.5",
+            "WORDCRAWL_ALLOW_PRIVATE": "1",
+            "WORDCRAWL_ALLOWED_HOSTS": "localhost:8001",
+            "WORDCRAWL_API_URL": "http://manager:5000/",
+        }
+    )
+
+    assert settings.broker_url == "redis://broker:6379/1"
+    assert settings.database_url == "postgresql://u:p@db/wc"
+    assert settings.max_pages_per_job == 50
+    assert settings.per_host_concurrency == 32
+    assert settings.connect_timeout == 2.5
+    assert settings.allow_private is True
+    assert settings.allowed_hosts == {("localhost", 8001)}
+    assert settings.api_url == "http://manager:5000"
+
+
+def test_empty_variable_means_the_default():
+    assert Settings.from_env({"WORDCRAWL_MAX_REDIRECTS": "  "}).max_redirects == 5
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", True), ("true", True), ("YES", True), ("on", True), ("0", False), ("off", False)],
+)
+def test_allow_private_flag_spellings(value, expected):
+    assert Settings.from_env({"WORDCRAWL_ALLOW_PRIVATE": value}).allow_private is expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WORDCRAWL_MAX_PAGES_PER_JOB", "lots"),
+        ("WORDCRAWL_MAX_DEPTH", "1.5"),
+        ("WORDCRAWL_MAX_URLS_PER_JOB", "-1"),
+        ("WORDCRAWL_MAX_RESPONSE_BYTES", "5MB"),
+        ("WORDCRAWL_PER_HOST_CONCURRENCY", "eight"),
+        ("WORDCRAWL_CONNECT_TIMEOUT", "soon"),
+        ("WORDCRAWL_READ_TIMEOUT", "0"),
+        ("WORDCRAWL_PAGE_TIMEOUT", "-3"),
+        ("WORDCRAWL_ALLOW_PRIVATE", "maybe"),
+        ("WORDCRAWL_ALLOWED_HOSTS", "localhost"),
+    ],
+)
+def test_bad_value_is_an_error_naming_the_variable(name, value):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(
+    "name", ["WORDCRAWL_CONNECT_TIMEOUT", "WORDCRAWL_READ_TIMEOUT", "WORDCRAWL_PAGE_TIMEOUT"]
+)
+def test_nan_timeout_is_an_error_naming_the_variable(name):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: "nan"})
+
+
+@pytest.mark.parametrize("environment", ["production", "staging"])
+def test_secret_key_is_required_outside_development(environment):
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        Settings.from_env({"WORDCRAWL_ENV": environment})
+
+
+def test_production_with_a_secret_key_is_accepted():
+    settings = Settings.from_env({"WORDCRAWL_ENV": "production", "SECRET_KEY": "s3cret"})
+
+    assert settings.secret_key == "s3cret"
+
+
+@pytest.mark.parametrize(
+    ("value", "hosts"),
+    [
+        ("", frozenset()),
+        ("localhost:8001", {("localhost", 8001)}),
+        ("LocalHost:8001, 127.0.0.1:9000", {("localhost", 8001), ("127.0.0.1", 9000)}),
+        ("[::1]:8001", {("::1", 8001)}),
+        (",,demo.test:80,", {("demo.test", 80)}),
+    ],
+    ids=["empty", "one", "several-and-case", "ipv6", "stray-commas"],
+)
+def test_allowed_hosts_are_parsed(value, hosts):
+    assert parse_allowed_hosts(value) == hosts
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["localhost", "localhost:", ":8001", "localhost:http", "localhost:70000", "::1:8001"],
+    ids=["no-port", "empty-port", "no-host", "port-not-a-number", "port-too-big", "bare-ipv6"],
+)
+def test_allowed_hosts_need_host_and_port(value):
+    with pytest.raises(SettingsError, match="WORDCRAWL_ALLOWED_HOSTS"):
+        parse_allowed_hosts(value)
+
+
+def test_allows_host_ignores_case_and_brackets():
+    settings = Settings.from_env({"WORDCRAWL_ALLOWED_HOSTS": "demo.test:8001,[::1]:8002"})
+
+    assert settings.allows_host("DEMO.test", 8001)
+    assert settings.allows_host("[::1]", 8002)
+    assert not settings.allows_host("demo.test", 8002)
+
+
+@pytest.mark.parametrize(
+    ("database_url", "expected"),
+    [
+        ("postgresql://u@db:5432/wc", "postgresql+psycopg2://u@db:5432/wc"),
+        ("postgres://u@db/wc", "postgresql+psycopg2://u@db/wc"),
+        ("postgresql+psycopg2://u@db/wc", "postgresql+psycopg2://u@db/wc"),
+        ("sqlite:///wc.db", "sqlite:///wc.db"),
+    ],
+)
+def test_sqlalchemy_url_names_the_psycopg2_driver(database_url, expected):
+    assert sqlalchemy_url(database_url) == expected
+
+
+def test_result_backend_is_derived_from_database_url():
+    settings = Settings.from_env({"DATABASE_URL": "postgres://u@db/wc"})
+
+    assert settings.celery_result_backend == "db+postgresql+psycopg2://u@db/wc"
+
+
+def test_result_backend_variable_wins():
+    settings = Settings.from_env(
+        {"DATABASE_URL": "postgres://u@db/wc", "CELERY_RESULT_BACKEND": "redis://r/2"}
+    )
+
+    assert settings.celery_result_backend == "redis://r/2"
