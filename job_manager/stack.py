@@ -1,0 +1,256 @@
+"""`wordcrawl up`: start the whole stack on one machine, and stop all of it on Ctrl-C.
+
+The order is the flow's: broker and database first (found or started, see services.py),
+then the tables, the demo site, the workers, Flower and the manager. Every piece runs in
+a process group of its own, so Ctrl-C reaches only this supervisor, which then stops the
+pieces in reverse order: workers get a warm shutdown (they finish or hand back their
+tasks), servers a clean stop, and anything left is killed, so no process stays behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from job_tasks.settings import Settings, format_allowed_hosts
+from job_viewer import flower_command
+from job_worker import worker_command
+
+from .services import (
+    ServerProcess,
+    ServiceError,
+    describe,
+    embedded_postgres_for,
+    embedded_redis_for,
+    free_port,
+    port_is_free,
+    wait_until,
+)
+
+DEMO_SITE_PORT = 8001
+STARTUP_TIMEOUT = 90.0
+
+
+@dataclass
+class Child:
+    """A piece of the stack running as a child process."""
+
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+    stop_timeout: float = 10.0
+
+    def stop(self) -> None:
+        """Send SIGTERM, wait, then kill the child's whole process group if needed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                print(f"  {self.name} did not stop in {self.stop_timeout:g} s; killing it")
+        _kill_group(self.process.pid)  # pool processes, gunicorn workers: nothing stays
+
+
+class Stack:
+    """The processes of one `wordcrawl up`, started and stopped together."""
+
+    def __init__(self, settings: Settings, workers: int = 2, port: int = 5000) -> None:
+        self.settings = settings
+        self.workers = workers
+        self.port = port
+        self.state_dir = Path(settings.state_dir).resolve()
+        self.log_dir = self.state_dir / "logs"
+        self.servers: list[ServerProcess] = []
+        self.children: list[Child] = []
+        self.env: dict[str, str] = {}
+        self.stopping = False
+
+    def run(self) -> None:
+        """Start everything, print where it is, and wait for Ctrl-C (or SIGTERM)."""
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        exit_code = 0
+        try:
+            self._start()
+            self._watch()
+        except KeyboardInterrupt:
+            print("\nstopping wordcrawl...")
+        except ServiceError as err:
+            print(f"\nwordcrawl up failed: {err}", file=sys.stderr)
+            exit_code = 1
+        finally:
+            self._stop()
+        if exit_code:
+            raise SystemExit(exit_code)
+
+    def _start(self) -> None:
+        if not port_is_free(self.port):
+            raise ServiceError(f"port {self.port} is taken: choose another with --port")
+        flower_port = int(os.environ.get("FLOWER_PORT", "5555"))
+        if not port_is_free(flower_port):
+            raise ServiceError(f"Flower's port {flower_port} is taken: set FLOWER_PORT")
+
+        redis_server = embedded_redis_for(self.settings.broker_url, self.state_dir / "redis")
+        broker_url = self._start_server(redis_server) or self.settings.broker_url
+        pg_server = embedded_postgres_for(self.settings.database_url, self.state_dir / "postgres")
+        database_url = self._start_server(pg_server) or self.settings.database_url
+
+        demo_port = DEMO_SITE_PORT if port_is_free(DEMO_SITE_PORT) else free_port()
+        allowed = self.settings.allowed_hosts | {("127.0.0.1", demo_port), ("localhost", demo_port)}
+        flower_auth = os.environ.get("FLOWER_BASIC_AUTH") or f"admin:{secrets.token_urlsafe(12)}"
+        manager_url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "CELERY_BROKER_URL": broker_url,
+            "DATABASE_URL": database_url,
+            "WORDCRAWL_ALLOWED_HOSTS": format_allowed_hosts(frozenset(allowed)),
+            "WORDCRAWL_API_URL": manager_url,
+            "FLOWER_BASIC_AUTH": flower_auth,
+        }
+
+        cli = [sys.executable, "-m", "job_manager"]
+        self._run_once("init-db", [*cli, "init-db"])
+        demo = self._spawn("demo-site", [*cli, "demo-site", "--port", str(demo_port)])
+        wait_until(lambda: _port_open(demo_port), 15, "the demo site", demo.process)
+        for n in range(1, self.workers + 1):
+            # Workers get time for a warm shutdown: finish the page, or hand it back.
+            self._spawn(f"worker w{n}", worker_command(f"w{n}", self.settings), stop_timeout=30.0)
+        flower_db = self.state_dir / "flower" / "flower.db"
+        flower_db.parent.mkdir(parents=True, exist_ok=True)
+        flower = self._spawn("flower", flower_command(flower_port, flower_db))
+        manager = self._spawn("manager", [*cli, "serve", "--port", str(self.port)])
+
+        wait_until(
+            lambda: _answers(manager_url + "/"), STARTUP_TIMEOUT, "the manager", manager.process
+        )
+        wait_until(lambda: _port_open(flower_port), STARTUP_TIMEOUT, "Flower", flower.process)
+        wait_until(
+            lambda: self._workers_online(manager_url) >= self.workers,
+            STARTUP_TIMEOUT,
+            "the workers",
+        )
+
+        user, _, password = flower_auth.partition(":")
+        print(
+            "\nwordcrawl is up\n"
+            f"  web form      {manager_url}/\n"
+            f"  JSON API      {manager_url}/api/jobs   (health: {manager_url}/api/health)\n"
+            f"  Flower        http://127.0.0.1:{flower_port}/   user {user}  password {password}\n"
+            f"  demo site     http://127.0.0.1:{demo_port}/   (the only site up lets workers "
+            "fetch on this machine; try it in the form)\n"
+            f"  broker        {describe(broker_url)}{_origin(redis_server)}\n"
+            f"  database      {describe(database_url)}{_origin(pg_server)}\n"
+            f"  workers       {', '.join(f'w{n}' for n in range(1, self.workers + 1))}\n"
+            f"  logs          {self.log_dir}/\n"
+            "Press Ctrl-C to stop everything.",
+            flush=True,
+        )
+
+    def _start_server(self, server: ServerProcess | None) -> str | None:
+        """Start an embedded server (registered first, so Ctrl-C during start stops it)."""
+        if server is None:
+            return None
+        print(f"starting {server.name} (data in {server.data_dir})...", flush=True)
+        self.servers.append(server)
+        server.start()
+        return server.url
+
+    def _watch(self) -> None:
+        """Wait until Ctrl-C; if a piece dies on its own, stop the rest and say why."""
+        while True:
+            for child in self.children:
+                if child.process.poll() is not None:
+                    raise ServiceError(
+                        f"{child.name} exited with code {child.process.returncode}; "
+                        f"see {child.log_path}\n{_tail(child.log_path)}"
+                    )
+            time.sleep(0.5)
+
+    def _stop(self) -> None:
+        # A second Ctrl-C must not interrupt the shutdown and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for child in reversed(self.children):
+            child.stop()
+        for server in reversed(self.servers):
+            server.stop()
+        print("wordcrawl stopped", flush=True)
+
+    def _spawn(self, name: str, argv: list[str], stop_timeout: float = 10.0) -> Child:
+        log_path = self.log_dir / f"{name.replace(' ', '-')}.log"
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                argv,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        child = Child(name, process, log_path, stop_timeout)
+        self.children.append(child)
+        return child
+
+    def _run_once(self, name: str, argv: list[str]) -> None:
+        log_path = self.log_dir / f"{name}.log"
+        with open(log_path, "ab") as log:
+            result = subprocess.run(
+                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, check=False
+            )
+        if result.returncode:
+            raise ServiceError(f"{name} failed; see {log_path}\n{_tail(log_path)}")
+
+    @staticmethod
+    def _workers_online(manager_url: str) -> int:
+        try:
+            return int(requests.get(manager_url + "/api/health", timeout=5).json()["workers"])
+        except (requests.RequestException, ValueError, KeyError):
+            return 0
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # ProcessLookupError: the group is empty
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+def _origin(server: ServerProcess | None) -> str:
+    if server is None:
+        return "   (already running)"
+    return f"   (started by wordcrawl up; data in {server.data_dir})"
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
