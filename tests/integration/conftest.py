@@ -1,0 +1,234 @@
+"""Real services for the integration tests: Redis, PostgreSQL, Celery workers, web sites.
+
+Tests use the Redis and PostgreSQL of CELERY_BROKER_URL / DATABASE_URL (default: this
+machine's) when they answer, and otherwise start their own from Python packages, as
+`wordcrawl up` does. Either way they never touch a stack a person is running: they work
+in a database they create and drop, and in an empty Redis database number they claim.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from fixture_site import MAX_BYTES, FixtureSite
+from processes import WorkerPool, wait_for
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+import job_tasks
+from job_manager import create_app
+from job_manager.demo_site import DemoServer, DemoSite
+from job_manager.services import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    free_port,
+    postgres_answers,
+    redis_answers,
+)
+from job_tasks import db as job_db
+from job_tasks.celeryconfig import celery_config
+from job_tasks.settings import Settings, get_settings, sqlalchemy_url
+
+CLAIM_KEY = "wordcrawl:test-suite-claim"
+
+
+@dataclass(frozen=True)
+class Services:
+    """Where this test session's Redis database and PostgreSQL database are."""
+
+    broker_url: str
+    database_url: str
+    env: dict[str, str]  # the variables a process needs to use them
+    redis_server_url: str  # the Redis server (any database number)
+    postgres_server_url: str  # the PostgreSQL server (its maintenance database)
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env)
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """Find or start Redis and PostgreSQL; claim a Redis db and create a test database."""
+    started: list = []
+    base_redis = os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")
+    if not redis_answers(base_redis):
+        server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), free_port())
+        server.start()
+        started.append(server)
+        base_redis = server.url
+    base_pg = os.environ.get("DATABASE_URL", "postgresql://postgres@localhost:5432/postgres")
+    if not postgres_answers(base_pg):
+        server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), "postgres")
+        server.start()
+        started.append(server)
+        base_pg = server.url
+
+    broker_url = claim_redis_database(base_redis)
+    database_name = f"wordcrawl_test_{uuid.uuid4().hex[:12]}"
+    database_url = make_url(base_pg).set(database=database_name).render_as_string(False)
+    env = {
+        "CELERY_BROKER_URL": broker_url,
+        "DATABASE_URL": database_url,
+        "WORDCRAWL_SUBMISSIONS_PER_MINUTE": "100000",
+    }
+    _configure_this_process(env)
+    job_db.create_database_if_missing(database_url)
+    job_db.init_db(database_url, job_tasks.app)
+    try:
+        yield Services(broker_url, database_url, env, base_redis, base_pg)
+    finally:
+        for engine in job_db._engines.values():
+            engine.dispose()
+        _drop_database(database_url)
+        release_redis_database(broker_url)
+        for server in reversed(started):
+            server.stop()
+
+
+def claim_redis_database(url: str) -> str:
+    """Return the URL of an empty Redis database number, marked as this session's."""
+    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
+    for number in range(15, 0, -1):
+        client = redis.Redis.from_url(f"{base}/{number}")
+        try:
+            if client.dbsize() == 0 and client.set(CLAIM_KEY, os.getpid(), nx=True):
+                return f"{base}/{number}"
+        finally:
+            client.close()
+    raise RuntimeError(f"no empty Redis database number at {base} for the tests")
+
+
+def release_redis_database(url: str) -> None:
+    """Empty a Redis database this session claimed."""
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+
+
+def _configure_this_process(env: dict[str, str]) -> None:
+    """Point this process's settings and Celery app at the test services."""
+    os.environ.update(env)
+    get_settings.cache_clear()
+    job_tasks.app.conf.update(celery_config(get_settings()))
+
+
+def _drop_database(database_url: str) -> None:
+    url = make_url(sqlalchemy_url(database_url))
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def fixture_site() -> Iterator[FixtureSite]:
+    """The site with one path per failure kind, on 127.0.0.1."""
+    site = FixtureSite().start()
+    yield site
+    site.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_site() -> Iterator[DemoServer]:
+    """The demo site (wordcrawl demo-site), with 60 linked pages."""
+    server = DemoServer(DemoSite(pages=60))
+    server.start_in_thread()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def closed_port() -> int:
+    """A port of 127.0.0.1 where nothing listens (allowed, to test connection errors)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def worker_env(
+    services: Services, fixture_site: FixtureSite, demo_site: DemoServer, closed_port: int
+) -> dict:
+    """The environment of the test workers: test services, the sites allowed, and
+    short limits so failure cases end quickly."""
+    return {
+        **services.env,
+        "WORDCRAWL_ALLOWED_HOSTS": (
+            f"127.0.0.1:{fixture_site.server_port},"
+            f"127.0.0.1:{demo_site.server_address[1]},"
+            f"127.0.0.1:{closed_port}"
+        ),
+        "WORDCRAWL_MAX_RESPONSE_BYTES": str(MAX_BYTES),
+        "WORDCRAWL_READ_TIMEOUT": "1",
+        "WORDCRAWL_PAGE_TIMEOUT": "5",
+        "WORDCRAWL_FETCH_RETRIES": "0",  # retries have their own tests
+        "WORDCRAWL_WORKER_CONCURRENCY": "2",
+    }
+
+
+@pytest.fixture(scope="session")
+def workers(worker_env: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPool]:
+    """Two real `celery worker` processes, w1 and w2, for the whole session."""
+    pool = WorkerPool(worker_env, Path(tmp_path_factory.mktemp("worker-logs")))
+    pool.start("w1", "w2")
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture(scope="session")
+def app(services: Services):
+    """The manager app, configured for the test services."""
+    return create_app({"TESTING": True}, settings=services.settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def sql(services: Services):
+    """Run a SQL query on the test database and return its rows."""
+    engine = job_db.get_engine(services.database_url)
+
+    def run(query: str, **params: object) -> list:
+        with engine.connect() as conn:
+            return list(conn.execute(text(query), params))
+
+    return run
+
+
+ENDED = ("done", "failed", "cancelled")
+
+
+def submit_job(client, urls: list[str], **fields: object) -> str:
+    """Submit a job through the API; return its id."""
+    response = client.post("/api/jobs", json={"urls": urls, **fields})
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()["id"]
+
+
+def wait_for_job(client, job_id: str, timeout: float = 30.0) -> dict:
+    """Poll the API until a job has ended; return the job as the API shows it."""
+
+    def ended() -> dict | None:
+        job = client.get(f"/api/jobs/{job_id}").get_json()
+        return job if job["status"] in ENDED else None
+
+    return wait_for(ended, timeout, f"job {job_id} did not end")
+
+
+@pytest.fixture
+def crawl(client, workers):
+    """Submit a job, let the workers crawl it, and return it once it has ended."""
+
+    def run(urls: list[str], timeout: float = 30.0, **fields: object) -> dict:
+        return wait_for_job(client, submit_job(client, urls, **fields), timeout)
+
+    return run
