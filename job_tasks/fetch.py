@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin
@@ -32,9 +33,10 @@ from .errors import (
     UnsupportedContentType,
 )
 from .guard import AddressPolicy, GuardedAdapter
+from .politeness import HostBusy, HostLimiter
 from .robots import RobotsRules
 from .settings import Settings
-from .urls import normalize_url
+from .urls import host_key, normalize_url
 
 COUNTED_MEDIA_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
 ACCEPT = "text/html,application/xhtml+xml;q=0.9,text/plain;q=0.8"
@@ -55,9 +57,15 @@ class Response:
 class Fetcher:
     """Fetch pages under the settings' limits; one instance serves a whole worker process."""
 
-    def __init__(self, settings: Settings, robots: RobotsRules | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        robots: RobotsRules | None = None,
+        limiter: HostLimiter | None = None,
+    ) -> None:
         self.settings = settings
         self.robots = robots
+        self.limiter = limiter
         self.policy = AddressPolicy(settings.allowed_hosts, settings.allow_private)
         self._local = threading.local()  # requests sessions are not shared between threads
 
@@ -96,15 +104,28 @@ class Fetcher:
                 raise Timeout(f"the page took longer than {self.settings.page_timeout:g} s")
             if obey_robots and self.robots is not None and not self.robots.allows(url, self):
                 raise RobotsDisallowed(f"robots.txt of this site does not allow {url}")
-            response = self._send(url)  # redirects are not followed by requests, but here
-            with response:
-                if response.is_redirect:
-                    url = _redirect_target(response)
-                    continue
-                return _read(response, deadline, media_types, max_bytes)
+            with self._host_slot(url, deadline):
+                response = self._send(url)  # redirects are not followed by requests, but here
+                with response:
+                    if response.is_redirect:
+                        url = _redirect_target(response)
+                        continue
+                    return _read(response, deadline, media_types, max_bytes)
         raise TooManyRedirects(
             f"more than {self.settings.max_redirects} redirects, the last one to {url}"
         )
+
+    @contextmanager
+    def _host_slot(self, url: str, deadline: float) -> Iterator[None]:
+        """Wait for a free slot of the URL's host (shared by all workers), if limited."""
+        if self.limiter is None:
+            yield
+            return
+        try:
+            with self.limiter.slot(host_key(url), deadline):
+                yield
+        except HostBusy as err:
+            raise Timeout(str(err)) from err
 
     def _send(self, url: str) -> requests.Response:
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)

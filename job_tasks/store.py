@@ -5,14 +5,18 @@ Every write is safe to repeat, because Celery may deliver a task twice (late ack
 - a page is ended only from `running`, so of two runs of one page only the first writes;
 - its words go in the same transaction as its `done` status, so a reader never sees half
   a page, and the word rows cannot be written twice.
-Ending the job takes a lock on the job's row, so when two workers finish the last two
-pages at once, exactly one of them sees no page left and ends the job.
+A counted page's links become new pages of its job (crawling, contract section 2) in that
+same transaction, while the job's row is locked: the unique (job_id, url) row decides
+whether a URL is new, and the lock makes the count against max_pages exact. The same lock
+makes ending the job exact: when two workers finish the last two pages at once, exactly
+one of them sees no page left and ends the job.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -20,6 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import PageError
 from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page, WordCount
+
+NewPage = tuple[int, str]  # (page id, task id) of a page to send to the workers
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class CountedPage:
     title: str | None
     counts: dict[str, int]
     elapsed_ms: int
+    links: list[str] = field(default_factory=list)  # same-host URLs found, normalised
 
     @property
     def word_count(self) -> int:
@@ -81,8 +88,14 @@ def claim_page(
     return ClaimedPage(*row) if row else None
 
 
-def finish_page(sessions: sessionmaker[Session], page: ClaimedPage, result: CountedPage) -> bool:
-    """Store a counted page and its words in one transaction; False if it had already ended."""
+def finish_page(
+    sessions: sessionmaker[Session], page: ClaimedPage, result: CountedPage
+) -> list[NewPage] | None:
+    """Store a counted page, its words and the pages it leads to, in one transaction.
+
+    Returns the new pages to enqueue (after the commit, so a worker taking one finds its
+    row), or None if this page had already ended (a task delivered twice).
+    """
     with sessions.begin() as session:
         ended = session.execute(
             update(Page)
@@ -101,15 +114,19 @@ def finish_page(sessions: sessionmaker[Session], page: ClaimedPage, result: Coun
             .returning(Page.id)
         ).one_or_none()
         if ended is None:
-            return False
+            return None
         if result.counts:
             # One multi-row INSERT (SQLAlchemy batches the list), not one per word.
             session.execute(
                 insert(WordCount).on_conflict_do_nothing(),
                 [{"page_id": page.id, "word": w, "count": n} for w, n in result.counts.items()],
             )
-        _end_job_if_complete(session, page.job_id)
-    return True
+        job = _lock_job(session, page.job_id)
+        new_pages: list[NewPage] = []
+        if job.status in OPEN_JOB_STATUSES and page.depth < job.depth:
+            new_pages = _add_pages(session, job, result.links, page.depth + 1)
+        _end_job_if_complete(session, job)
+    return new_pages
 
 
 def fail_page(
@@ -132,27 +149,55 @@ def fail_page(
         ).one_or_none()
         if ended is None:
             return False
-        _end_job_if_complete(session, page.job_id)
+        _end_job_if_complete(session, _lock_job(session, page.job_id))
     return True
 
 
-def _end_job_if_complete(session: Session, job_id: uuid.UUID) -> None:
-    """End a job whose pages have all ended: done if one was counted, else failed."""
-    # The row lock makes concurrent finishers take turns; each sees the others' commits.
-    status = session.execute(
-        select(Job.status).where(Job.id == job_id).with_for_update()
-    ).scalar_one()
-    if status not in OPEN_JOB_STATUSES:
+def _lock_job(session: Session, job_id: uuid.UUID) -> Job:
+    """Lock a job's row until the transaction ends; concurrent finishers take turns."""
+    return session.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one()
+
+
+def _add_pages(session: Session, job: Job, urls: Iterable[str], depth: int) -> list[NewPage]:
+    """Add the URLs a job has not seen yet as queued pages, up to its max_pages in all."""
+    room = (
+        job.max_pages
+        - session.execute(
+            select(func.count()).select_from(Page).where(Page.job_id == job.id)
+        ).scalar_one()
+    )
+    candidates = list(dict.fromkeys(urls))  # unique, in the order the page lists them
+    if room <= 0 or not candidates:
+        return []
+    seen = set(
+        session.execute(
+            select(Page.url).where(Page.job_id == job.id, Page.url.in_(candidates))
+        ).scalars()
+    )
+    fresh = [url for url in candidates if url not in seen][:room]
+    if not fresh:
+        return []
+    # ON CONFLICT: the unique (job_id, url) row has the last word, should the check above
+    # ever miss a row (it cannot while the job's row is locked, but the index is the rule).
+    rows = session.execute(
+        insert(Page)
+        .on_conflict_do_nothing(index_elements=["job_id", "url"])
+        .returning(Page.id, Page.task_id),
+        [
+            {"job_id": job.id, "url": url, "depth": depth, "task_id": str(uuid.uuid4())}
+            for url in fresh
+        ],
+    )
+    return [(row.id, row.task_id) for row in rows]
+
+
+def _end_job_if_complete(session: Session, job: Job) -> None:
+    """End a job (its row locked) whose pages have all ended: done if one was counted."""
+    if job.status not in OPEN_JOB_STATUSES:
         return  # cancelled while this page ran
-    unfinished = select(exists().where(Page.job_id == job_id, Page.status.in_(OPEN_PAGE_STATUSES)))
+    unfinished = select(exists().where(Page.job_id == job.id, Page.status.in_(OPEN_PAGE_STATUSES)))
     if session.execute(unfinished).scalar():
         return
-    counted = select(exists().where(Page.job_id == job_id, Page.status == "done"))
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(
-            status="done" if session.execute(counted).scalar() else "failed",
-            finished_at=func.now(),
-        )
-    )
+    counted = select(exists().where(Page.job_id == job.id, Page.status == "done"))
+    job.status = "done" if session.execute(counted).scalar() else "failed"
+    job.finished_at = func.now()

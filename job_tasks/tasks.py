@@ -24,14 +24,17 @@ from .celery_app import app
 from .db import get_sessionmaker
 from .errors import PageError, Timeout
 from .fetch import Fetcher
+from .politeness import HostLimiter
 from .robots import RobotsRules
 from .settings import get_settings
 from .text import extract
+from .urls import same_host_links
 from .words import count_words
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 60  # seconds; Retry-After above this is capped
+PROGRESS = "PROGRESS"  # the custom task state of a page whose body is being counted
 
 
 class PageFailed(Exception):
@@ -40,14 +43,18 @@ class PageFailed(Exception):
 
 @lru_cache(maxsize=1)
 def worker_fetcher() -> Fetcher:
-    """Return this worker process's fetcher (its sessions, robots cache and limits)."""
+    """Return this worker process's fetcher (its sessions, robots cache and host limits)."""
     settings = get_settings()
-    robots = RobotsRules(
-        redis.Redis.from_url(settings.broker_url),
-        settings.user_agent,
-        settings.robots_cache_seconds,
+    client = redis.Redis.from_url(settings.broker_url)
+    robots = RobotsRules(client, settings.user_agent, settings.robots_cache_seconds)
+    limiter = HostLimiter(
+        client,
+        settings.per_host_concurrency,
+        settings.per_host_delay_ms,
+        # A slot outlives the longest a page can take, so a killed worker's slot expires.
+        slot_seconds=settings.task_time_limit,
     )
-    return Fetcher(settings, robots)
+    return Fetcher(settings, robots, limiter)
 
 
 @app.task(
@@ -70,6 +77,17 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
     started = time.monotonic()
     try:
         response = worker_fetcher().fetch(page.url)
+        # Celery's STARTED says the page is being fetched; this custom state says it
+        # arrived and is being counted (Flower and AsyncResult(task_id).info show it).
+        self.update_state(
+            state=PROGRESS,
+            meta={
+                "page_id": page.id,
+                "url": page.url,
+                "step": "counting",
+                "bytes": len(response.body),
+            },
+        )
         document = extract(response)
         counts = count_words(document.text)
     except SoftTimeLimitExceeded:
@@ -78,14 +96,20 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
         error = err
     else:
         elapsed_ms = round((time.monotonic() - started) * 1000)
-        result = store.CountedPage(response.status, document.title, dict(counts), elapsed_ms)
-        store.finish_page(sessions, page, result)
+        links = same_host_links(
+            response.url, document.links, get_settings().max_url_length, document.base_url
+        )
+        result = store.CountedPage(response.status, document.title, dict(counts), elapsed_ms, links)
+        new_pages = store.finish_page(sessions, page, result)
+        if new_pages:
+            enqueue_pages(new_pages)
         return {
             "page_id": page.id,
             "url": page.url,
             "status": "done",
             "word_count": result.word_count,
             "unique_words": len(result.counts),
+            "new_pages": len(new_pages or ()),
         }
 
     if error.transient and self.request.retries < get_settings().fetch_retries:

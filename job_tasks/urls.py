@@ -8,6 +8,7 @@ path becomes "/", and the #fragment goes
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 SCHEMES = ("http", "https")
@@ -50,18 +51,29 @@ def normalize_url(url: str, max_length: int = 2048) -> str:
     return canonical
 
 
-def same_host_link(page_url: str, href: str, max_length: int = 2048) -> str | None:
+def same_host_link(
+    page_url: str, href: str, max_length: int = 2048, base_url: str | None = None
+) -> str | None:
     """Resolve a link found on a page; return it if it stays on the page's host, else None.
 
     "The same host" is the same host name (any port or scheme of it is the same site).
-    `page_url` is the page's base (its URL, or its <base href>, already resolved).
-    Links to other hosts, other schemes (mailto:, javascript:) and bad URLs give None.
+    Relative links resolve against `base_url` (the page's <base href>) when given, else
+    against `page_url`. Links to other hosts, other schemes (mailto:, javascript:) and bad
+    URLs give None.
     """
     try:
-        target = normalize_url(urljoin(page_url, href.strip()), max_length)
+        target = normalize_url(urljoin(base_url or page_url, href.strip()), max_length)
     except (BadUrl, ValueError):
         return None
     return target if urlsplit(target).hostname == urlsplit(page_url).hostname else None
+
+
+def same_host_links(
+    page_url: str, hrefs: Iterable[str], max_length: int = 2048, base_url: str | None = None
+) -> list[str]:
+    """Return the distinct links of a page worth following, in the order they appear."""
+    found = (same_host_link(page_url, href, max_length, base_url) for href in hrefs)
+    return list(dict.fromkeys(link for link in found if link and link != page_url))
 
 
 def host_key(url: str) -> str:

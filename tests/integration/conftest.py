@@ -36,6 +36,7 @@ from job_tasks.celeryconfig import celery_config
 from job_tasks.settings import Settings, get_settings, sqlalchemy_url
 
 CLAIM_KEY = "wordcrawl:test-suite-claim"
+PER_HOST_CONCURRENCY = 3  # requests to one host at once, below the workers' 4 slots
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,8 @@ def worker_env(
         "WORDCRAWL_READ_TIMEOUT": "1",
         "WORDCRAWL_PAGE_TIMEOUT": "5",
         "WORDCRAWL_FETCH_RETRIES": "0",  # retries have their own tests
-        "WORDCRAWL_WORKER_CONCURRENCY": "2",
+        "WORDCRAWL_WORKER_CONCURRENCY": "2",  # 4 pages at once in all
+        "WORDCRAWL_PER_HOST_CONCURRENCY": str(PER_HOST_CONCURRENCY),  # fewer, to see it hold
     }
 
 

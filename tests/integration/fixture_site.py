@@ -11,6 +11,7 @@ import gzip
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -99,10 +100,22 @@ def big_chunked(h: FixtureHandler) -> None:
 
 
 def delayed(h: FixtureHandler) -> None:
-    """/delay?ms=N: the OK page after N milliseconds (keeps workers busy for a while)."""
+    """/delay?ms=N: the OK page after N milliseconds (keeps workers busy for a while).
+
+    The site records how many of these it was serving at once, at most.
+    """
     query = parse_qs(urlsplit(h.path).query)
-    time.sleep(int(query.get("ms", ["0"])[0]) / 1000)
-    ok_page(h)
+    with h.server.serving():
+        time.sleep(int(query.get("ms", ["0"])[0]) / 1000)
+        ok_page(h)
+
+
+def link_list(h: FixtureHandler) -> None:
+    """/links?n=N&ms=M: a page linking to N pages of /delay?ms=M (a crawl to cancel)."""
+    query = parse_qs(urlsplit(h.path).query)
+    count, ms = int(query.get("n", ["10"])[0]), int(query.get("ms", ["0"])[0])
+    links = "".join(f'<a href="/delay?ms={ms}&amp;n={i}">page {i}</a> ' for i in range(count))
+    h.send_body(200, "text/html", f"<title>Links</title><p>{links}</p>".encode())
 
 
 def slow(h: FixtureHandler) -> None:
@@ -139,6 +152,7 @@ ROUTES = {
     "/to-loopback": lambda h: h.redirect(f"http://127.0.0.2:{h.server.server_port}/ok"),
     "/slow": slow,
     "/delay": delayed,
+    "/links": link_list,
     "/bad-redirect": lambda h: h.redirect("http://[::1/broken"),
 }
 
@@ -151,12 +165,25 @@ class FixtureSite(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), FixtureHandler)
         self.hits: Counter[str] = Counter()
+        self.in_flight = 0
+        self.most_in_flight = 0  # the most /delay requests served at once
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     def count(self, path: str) -> None:
         with self._lock:
             self.hits[path] += 1
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server_port}{path}"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from job_tasks.urls import BadUrl, host_key, normalize_url, same_host_link
+from job_tasks.urls import BadUrl, host_key, normalize_url, same_host_link, same_host_links
 
 PAGE = "http://example.com/dir/page.html"
 
@@ -206,3 +206,24 @@ def test_host_key_names_scheme_host_and_port(url, key):
 )
 def test_default_port_is_dropped_so_one_page_has_one_url(url, expected):
     assert normalize_url(url) == expected
+
+
+def test_same_host_links_resolve_against_base_but_keep_the_pages_host():
+    hrefs = ["b.html", "/c#part", "b.html#again", "https://other.example/", "mailto:x@y.z", ""]
+
+    links = same_host_links(
+        "http://site.example/dir/a.html", hrefs, base_url="http://site.example/base/"
+    )
+
+    # An empty href is a link to the base itself, as in a browser.
+    assert links == [
+        "http://site.example/base/b.html",
+        "http://site.example/c",
+        "http://site.example/base/",
+    ]
+
+
+def test_same_host_links_leave_out_the_page_itself():
+    links = same_host_links("http://site.example/a", ["/a", "#top", "/b"])
+
+    assert links == ["http://site.example/b"]
