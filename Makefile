@@ -4,8 +4,8 @@
 #   make test    install into .venv, then run ruff and every test
 #
 # Everything goes into the project's own virtual environment (.venv); nothing is installed
-# for the whole system except, when run as root on Debian/Ubuntu, the one tool a test
-# needs that PyPI does not have (docker-compose, to validate docker-compose.yml).
+# for the whole system except, when run as root on Debian/Ubuntu, the two tools the tests
+# need that PyPI does not have (see system-deps).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -39,20 +39,26 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Debian's docker-compose 1.29 checks docker-compose.yml without a Docker engine. Installed
-# only when missing and when we may (root, apt-get); otherwise its tests say they skip why.
+# Two tools the tests use that PyPI does not have: Debian's docker-compose 1.29 (it checks
+# docker-compose.yml without a Docker engine) and Chromium (the browser tests, driven by
+# Playwright). Installed only when missing and when we may (root, apt-get); otherwise
+# their tests are skipped and say why.
+SYSTEM_TOOLS := docker-compose:docker-compose chromium:chromium
+
 system-deps:
-	@if ! command -v docker-compose >/dev/null 2>&1; then \
+	@for pair in $(SYSTEM_TOOLS); do \
+		tool=$${pair%%:*}; package=$${pair##*:}; \
+		command -v $$tool >/dev/null 2>&1 && continue; \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing docker-compose (apt-get) to validate docker-compose.yml"; \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null \
+			echo "installing $$package (apt-get) for the tests"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$package >/dev/null 2>&1 \
 			|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-				apt-get install -y -qq docker-compose >/dev/null) \
-			|| echo "could not install docker-compose: its tests will be skipped"; \
+				apt-get install -y -qq $$package >/dev/null 2>&1) \
+			|| echo "could not install $$package: the tests that need it will be skipped"; \
 		else \
-			echo "docker-compose is missing and cannot be installed here: its tests will be skipped"; \
+			echo "$$tool is missing and cannot be installed here: its tests will be skipped"; \
 		fi; \
-	fi
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

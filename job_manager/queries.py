@@ -91,12 +91,20 @@ def job_pages(
     offset: int = 0,
     newest_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """Return a job's pages in the order they were found (or newest first)."""
+    """Return a job's pages in the order they were found, or the latest news first.
+
+    "Newest first" orders by the page's last change (ended, else started, else queued),
+    so a live view shows what the workers are doing now.
+    """
     query = select(*(getattr(Page, name) for name in PAGE_FIELDS)).where(Page.job_id == job_id)
     if status:
         query = query.where(Page.status == status)
-    order = Page.id.desc() if newest_first else Page.id
-    rows = session.execute(query.order_by(order).limit(limit).offset(offset))
+    if newest_first:
+        last_change = func.coalesce(Page.finished_at, Page.started_at, Page.queued_at)
+        order = (last_change.desc(), Page.id.desc())
+    else:
+        order = (Page.id,)
+    rows = session.execute(query.order_by(*order).limit(limit).offset(offset))
     return [dict(row._mapping) for row in rows]
 
 

@@ -16,6 +16,8 @@ from .errors import ApiError
 from .extensions import limiter, sessions, settings
 from .jobs import DEFAULT_MAX_PAGES, cancel_job, parse_job_request, submit_job
 
+NEWEST_PAGES = 50  # pages a job page lists, the latest news first
+
 bp = Blueprint("web", __name__)
 
 
@@ -47,9 +49,11 @@ def job(job_id: str) -> str:
         found = queries.get_job(session, job_uuid)
         if found is None:
             abort(404)
-        pages = queries.job_pages(session, job_uuid, limit=500)
+        pages = queries.job_pages(session, job_uuid, limit=NEWEST_PAGES, newest_first=True)
         words = queries.job_words(session, job_uuid, 20, include_stopwords=False)
-    return render_template("job.html", job=found, pages=pages, words=words)
+    return render_template(
+        "job.html", job=found, pages=pages, words=words, newest_pages=NEWEST_PAGES
+    )
 
 
 @bp.post("/jobs/<job_id>/cancel")

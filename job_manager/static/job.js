@@ -102,7 +102,7 @@
     try {
       job = await getJson(jobUrl);
       const [pages, words] = await Promise.all([
-        getJson(jobUrl + "/pages?limit=500"),
+        getJson(jobUrl + "/pages?order=newest&limit=" + main.dataset.newestPages),
         getJson(jobUrl + "/words?limit=20"),
       ]);
       showJob(job);

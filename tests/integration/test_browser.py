@@ -1,0 +1,144 @@
+"""A real browser uses the web pages: headless Chromium, driven by Playwright.
+
+A student submits URLs through the form, watches the job page fill its progress bar
+without reloading, sees the chart of top words and which worker counted each page, and
+cancels a second job with its button. A screenshot of the finished job page is saved in
+test-artifacts/.
+
+Playwright drives the system's Chromium (Debian's `chromium` package, which `make test`
+installs when it may); Playwright's own browser download is not needed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from processes import wait_for
+from werkzeug.serving import make_server
+
+from job_manager import create_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # root in a container has no user namespace for the sandbox
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+sync_playwright = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright is not installed (make install adds it)"
+).sync_playwright
+if CHROMIUM is None:
+    pytest.skip(
+        "Chromium is not installed: `apt-get install -y chromium` (make test does it as root)",
+        allow_module_level=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def manager_url(services, workers) -> Iterator[str]:
+    """The manager, served over real HTTP from a thread, with CSRF on as in production."""
+    app = create_app(settings=services.settings)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "console", lambda message: errors.append(message.text) if message.type == "error" else None
+    )
+    yield page
+    context.close()
+    assert not errors, f"the page reported errors: {errors}"
+
+
+def submit_form(page, manager_url: str, url: str, depth: int) -> str:
+    """Fill in and send the form on /; return the job page's URL it leads to."""
+    page.goto(manager_url + "/")
+    page.fill("#urls", url)
+    page.select_option("#depth", str(depth))
+    page.click("#submit-form button[type=submit]")
+    page.wait_for_url("**/jobs/*")
+    return page.url
+
+
+def progress(page) -> tuple[int, int]:
+    return page.eval_on_selector("#progress", "bar => [bar.value, bar.max]")
+
+
+def test_a_crawl_fills_its_progress_bar_live(page, manager_url, fixture_site):
+    # 16 linked pages of 0.5 s each, 3 at a time for this host: a few seconds of crawl.
+    submit_form(page, manager_url, fixture_site.url("/links?n=16&ms=500"), depth=1)
+    page.evaluate("window.notReloaded = true")
+    seen = set()
+
+    def finished() -> bool:
+        value, maximum = progress(page)
+        seen.add((value, maximum))
+        return page.text_content("#job-status") == "done" and value == maximum == 17
+
+    wait_for(finished, 60, "the job page did not reach 100%")
+
+    assert page.evaluate("window.notReloaded === true"), "the page was reloaded"
+    assert any(0 < value < maximum for value, maximum in seen), f"no progress seen: {seen}"
+    assert page.text_content("#progress-text") == "17 of 17 pages ended"
+    assert page.text_content('#counts dd[data-status="done"]') == "17"
+    # The chart of top words, drawn by the page itself.
+    labels = page.eval_on_selector_all("#chart text.label", "els => els.map(e => e.textContent)")
+    assert "fox" in labels and "the" not in labels  # stopwords left out
+    assert page.locator("#chart rect.bar").count() == len(labels)
+    # Each page with the worker that counted it.
+    workers = page.eval_on_selector_all(
+        "#pages tbody tr td:nth-child(9)", "cells => cells.map(c => c.textContent)"
+    )
+    assert workers and all(w.startswith(("w1@", "w2@")) for w in workers)
+    assert page.locator("#cancel-form").count() == 0  # nothing left to cancel
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "job-page.png"), full_page=True)
+
+
+def test_the_cancel_button_stops_a_crawl(page, manager_url, fixture_site):
+    submit_form(page, manager_url, fixture_site.url("/links?n=30&ms=800"), depth=1)
+    wait_for(
+        lambda: int(page.text_content('#counts dd[data-status="running"]')) > 0,
+        30,
+        "the crawl did not start",
+    )
+
+    page.click("#cancel-form button")
+
+    wait_for(
+        lambda: page.text_content("#job-status") == "cancelled", 30, "the job was not cancelled"
+    )
+    wait_for(
+        lambda: int(page.text_content('#counts dd[data-status="skipped"]')) > 0,
+        10,
+        "no page shows as skipped",
+    )
+    assert page.locator("#cancel-form").count() == 0
