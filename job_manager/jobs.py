@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from job_tasks.models import OPEN_JOB_STATUSES, Job, JobUrl, Page
 from job_tasks.settings import Settings
+from job_tasks.store import NewPage
 from job_tasks.tasks import enqueue_pages
 from job_tasks.urls import BadUrl, normalize_url
 
@@ -69,7 +70,8 @@ def _parse_urls(value: Any, settings: Settings) -> list[str]:
         try:
             urls.append(normalize_url(url, settings.max_url_length))
         except BadUrl as err:
-            raise ApiError(400, "invalid_url", f"urls[{index}]: {err}", "urls") from err
+            field = f"urls[{index}]"  # names the culprit, as the README promises
+            raise ApiError(400, "invalid_url", f"{field}: {err}", field) from err
     return list(dict.fromkeys(urls))  # the same page once per job
 
 
@@ -89,7 +91,7 @@ def submit_job(sessions: sessionmaker[Session], job: JobRequest) -> uuid.UUID:
     If the broker cannot take the tasks, the job is removed again and ApiError(503) is
     raised: a job is accepted only when its work is on its way.
     """
-    job_id, pages = _record_job(sessions, job)
+    job_id, pages = record_job(sessions, job)
     try:
         enqueue_pages(pages)
     except BrokerError as err:
@@ -98,9 +100,8 @@ def submit_job(sessions: sessionmaker[Session], job: JobRequest) -> uuid.UUID:
     return job_id
 
 
-def _record_job(
-    sessions: sessionmaker[Session], job: JobRequest
-) -> tuple[uuid.UUID, list[tuple[int, str]]]:
+def record_job(sessions: sessionmaker[Session], job: JobRequest) -> tuple[uuid.UUID, list[NewPage]]:
+    """Write a job, its seed URLs and its first pages (queued) in one transaction."""
     job_id = uuid.uuid4()
     with sessions.begin() as session:
         session.execute(

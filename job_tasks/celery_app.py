@@ -8,6 +8,7 @@ from __future__ import annotations
 from celery import Celery
 
 from .celeryconfig import celery_config
+from .reconcile import ReconcileTimer
 from .settings import Settings, get_settings
 
 
@@ -15,6 +16,8 @@ def create_celery(settings: Settings) -> Celery:
     """Make a Celery app configured from wordcrawl's settings."""
     app = Celery("wordcrawl", include=["job_tasks.tasks"])
     app.conf.update(celery_config(settings))
+    # Every worker asks now and then for lost pages to be found and sent again.
+    app.steps["worker"].add(ReconcileTimer)
     return app
 
 

@@ -61,6 +61,7 @@ class Settings:
     worker_pool: str = "prefork"
     worker_concurrency: int = 0  # 0: Celery's default, one process per CPU
     task_time_limit: int = 120  # seconds; a hard stop for a task that hangs beyond page_timeout
+    reconcile_seconds: int = 30  # how often lost task messages are looked for (reconcile.py)
 
     # `wordcrawl up`.
     state_dir: str = ".wordcrawl"
@@ -131,6 +132,9 @@ class Settings:
             worker_concurrency=read.integer("WORDCRAWL_WORKER_CONCURRENCY", cls.worker_concurrency),
             task_time_limit=read.integer(
                 "WORDCRAWL_TASK_TIME_LIMIT", cls.task_time_limit, minimum=1
+            ),
+            reconcile_seconds=read.integer(
+                "WORDCRAWL_RECONCILE_SECONDS", cls.reconcile_seconds, minimum=1
             ),
             state_dir=read.text("WORDCRAWL_STATE_DIR", cls.state_dir),
         )

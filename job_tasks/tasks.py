@@ -25,6 +25,7 @@ from .db import get_sessionmaker
 from .errors import PageError, Timeout
 from .fetch import Fetcher
 from .politeness import HostLimiter
+from .reconcile import broker_task_ids, lost_pages
 from .robots import RobotsRules
 from .settings import get_settings
 from .text import extract
@@ -34,7 +35,9 @@ from .words import count_words
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 60  # seconds; Retry-After above this is capped
+REDELIVERIES = 2  # times a page may start again after its worker died mid-page
 PROGRESS = "PROGRESS"  # the custom task state of a page whose body is being counted
+RECONCILE_LOCK = "wordcrawl:reconcile-lock"
 
 
 class PageFailed(Exception):
@@ -42,13 +45,18 @@ class PageFailed(Exception):
 
 
 @lru_cache(maxsize=1)
+def broker_redis() -> redis.Redis:
+    """Return this process's client of the broker's Redis (robots cache, limits, locks)."""
+    return redis.Redis.from_url(get_settings().broker_url)
+
+
+@lru_cache(maxsize=1)
 def worker_fetcher() -> Fetcher:
     """Return this worker process's fetcher (its sessions, robots cache and host limits)."""
     settings = get_settings()
-    client = redis.Redis.from_url(settings.broker_url)
-    robots = RobotsRules(client, settings.user_agent, settings.robots_cache_seconds)
+    robots = RobotsRules(broker_redis(), settings.user_agent, settings.robots_cache_seconds)
     limiter = HostLimiter(
-        client,
+        broker_redis(),
         settings.per_host_concurrency,
         settings.per_host_delay_ms,
         # A slot outlives the longest a page can take, so a killed worker's slot expires.
@@ -75,6 +83,16 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
     if page is None:
         return {"page_id": page_id, "status": "not run: ended already or job cancelled"}
     started = time.monotonic()
+    if page.attempts > get_settings().fetch_retries + 1 + REDELIVERIES:
+        # Started again and again without ending: its worker died each time (a page that
+        # crashes or exhausts a worker). Stop here rather than loop forever.
+        store.fail_page(
+            sessions,
+            page,
+            Timeout(f"the page was started {page.attempts - 1} times and never finished"),
+            0,
+        )
+        raise PageFailed(f"gave up after {page.attempts - 1} attempts")
     try:
         response = worker_fetcher().fetch(page.url)
         # Celery's STARTED says the page is being fetched; this custom state says it
@@ -133,3 +151,20 @@ def enqueue_pages(pages: Iterable[tuple[int, str]]) -> None:
     with app.producer_or_acquire() as producer:
         for page_id, task_id in pages:
             crawl_page.apply_async(args=[page_id], task_id=task_id, producer=producer)
+
+
+@app.task(ignore_result=True)
+def reconcile_pages() -> int:
+    """Send again the pages whose messages the broker lost (see reconcile.py)."""
+    # One run at a time across all workers; the lock expires before the next period.
+    settings = get_settings()
+    period = settings.reconcile_seconds
+    if not broker_redis().set(RECONCILE_LOCK, "1", nx=True, px=max(1, period * 1000 - 500)):
+        return 0
+    held = broker_task_ids(app, list(app.amqp.queues))
+    sessions = get_sessionmaker(settings.database_url)
+    pages = lost_pages(sessions, held, grace_seconds=period)
+    if pages:
+        log.warning("sending %d pages again whose task messages were lost", len(pages))
+        enqueue_pages(pages)
+    return len(pages)

@@ -171,6 +171,7 @@ def worker_env(
         "WORDCRAWL_FETCH_RETRIES": "0",  # retries have their own tests
         "WORDCRAWL_WORKER_CONCURRENCY": "2",  # 4 pages at once in all
         "WORDCRAWL_PER_HOST_CONCURRENCY": str(PER_HOST_CONCURRENCY),  # fewer, to see it hold
+        "WORDCRAWL_RECONCILE_SECONDS": "2",  # lost messages are found within seconds
     }
 
 

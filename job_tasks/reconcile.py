@@ -1,0 +1,108 @@
+"""Find pages whose task message was lost, and send them again: the job record is the truth.
+
+A page is `queued` or `running` in PostgreSQL as long as a task message for it should
+exist in Redis: waiting in a queue, or taken by a worker and not yet acknowledged (late
+acks keep it in Redis's "unacked" set until the task ends, retries with a countdown
+included). A message can still be lost: Redis restarted without its append-only file, or
+flushed. Every WORDCRAWL_RECONCILE_SECONDS each worker asks for a `reconcile_pages` run; the first
+to take a short Redis lock compares the open pages of open jobs with the task ids the
+broker holds, and enqueues again the pages nobody holds, with their own task ids.
+
+Sending a page twice is harmless (store.py: a page is claimed and ended at most once), so
+the reconciler errs on the side of sending: a page is only left alone while young enough
+that its message may not have been written yet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+from celery import Celery, bootsteps
+from kombu.transport.redis import Channel
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page
+from .settings import get_settings
+from .store import NewPage
+
+log = logging.getLogger(__name__)
+
+
+def broker_task_ids(app: Celery, queues: list[str]) -> set[str]:
+    """Return the ids of every task message the Redis broker holds, queued or unacked."""
+    with app.connection_for_write() as connection:
+        channel: Channel = connection.default_channel
+        client = channel.client
+        ids = set()
+        for queue in queues:
+            # Kombu keeps one Redis list per priority step of a queue.
+            for key in {channel._q_for_pri(queue, step) for step in channel.priority_steps}:
+                for raw in client.lrange(key, 0, -1):
+                    ids.add(_task_id(json.loads(raw)))
+        for raw in client.hvals(channel.unacked_key):
+            message, _exchange, _routing_key = json.loads(raw)
+            ids.add(_task_id(message))
+    ids.discard(None)
+    return ids
+
+
+def _task_id(message: dict) -> str | None:
+    return message.get("headers", {}).get("id")
+
+
+def lost_pages(
+    sessions: sessionmaker[Session], held: set[str], grace_seconds: float
+) -> list[NewPage]:
+    """Return the open pages of open jobs that no broker message stands for.
+
+    Pages that changed in the last `grace_seconds` are left alone: the manager or a
+    worker may have committed them and not yet sent their message.
+
+    Open pages of jobs that have ended (cancelled while a worker died on them) end
+    `skipped` here instead, so that no page stays open forever.
+    """
+    last_change = func.coalesce(Page.started_at, Page.queued_at)
+    is_old = last_change < func.now() - timedelta(seconds=grace_seconds)
+    with sessions.begin() as session:
+        rows = session.execute(
+            select(Page.id, Page.task_id, Job.status)
+            .join(Job, Job.id == Page.job_id)
+            .where(Page.status.in_(OPEN_PAGE_STATUSES), is_old)
+        ).all()
+        orphans = [row for row in rows if row.task_id not in held]
+        ended_job = [row.id for row in orphans if row.status not in OPEN_JOB_STATUSES]
+        if ended_job:
+            session.execute(
+                update(Page)
+                .where(and_(Page.id.in_(ended_job), Page.status.in_(OPEN_PAGE_STATUSES)))
+                .values(status="skipped", finished_at=func.now())
+            )
+    return [(row.id, row.task_id) for row in orphans if row.status in OPEN_JOB_STATUSES]
+
+
+class ReconcileTimer(bootsteps.StartStopStep):
+    """A worker step: every WORDCRAWL_RECONCILE_SECONDS, ask for a reconcile_pages run."""
+
+    requires = ("celery.worker.components:Timer",)
+
+    def __init__(self, worker, **kwargs) -> None:
+        self.entry = None
+        self.period = get_settings().reconcile_seconds
+
+    def start(self, worker) -> None:
+        self.entry = worker.timer.call_repeatedly(self.period, self.request_run, (worker,))
+
+    def stop(self, worker) -> None:
+        if self.entry is not None:
+            self.entry.cancel()
+
+    def request_run(self, worker) -> None:
+        # A message, not the work itself: the timer must never block on a database.
+        # It expires with the period, so a broker backlog does not pile up runs.
+        try:
+            worker.app.send_task("job_tasks.tasks.reconcile_pages", expires=self.period)
+        except Exception:  # the broker is away: the next tick asks again
+            log.warning("could not ask for a reconcile run", exc_info=True)

@@ -1,0 +1,49 @@
+"""The job record is the truth, not the broker: pages whose messages are lost still run.
+
+The workers of these tests look for lost messages every 2 seconds
+(WORDCRAWL_RECONCILE_SECONDS); by default it is every 30.
+"""
+
+from __future__ import annotations
+
+import redis
+from conftest import submit_job, wait_for_job
+from processes import wait_for
+
+from job_manager.jobs import JobRequest, record_job
+from job_tasks.db import get_sessionmaker
+
+
+def test_pages_recorded_but_never_sent_are_found_and_crawled(
+    client, workers, services, fixture_site
+):
+    # A job written to PostgreSQL whose messages never reached Redis (as if the manager
+    # had died between the commit and the send).
+    request = JobRequest([fixture_site.url("/ok"), fixture_site.url("/plain")], 0, 10)
+    job_id, _pages = record_job(get_sessionmaker(services.database_url), request)
+
+    job = wait_for_job(client, str(job_id), timeout=30)
+
+    assert job["status"] == "done"
+    assert job["pages"]["done"] == 2
+
+
+def test_a_job_survives_its_queued_messages_being_lost(
+    client, workers, services, fixture_site, sql
+):
+    broker = redis.Redis.from_url(services.broker_url)
+    urls = [fixture_site.url(f"/delay?ms=300&lost={n}") for n in range(16)]
+    job_id = submit_job(client, urls)
+    wait_for(lambda: broker.llen("celery") > 0, 10, "no message waits in the queue")
+
+    lost = broker.delete("celery")  # the queue is gone, as after a restart without AOF
+
+    job = wait_for_job(client, job_id, timeout=60)
+    assert lost == 1
+    assert job["status"] == "done"
+    assert job["pages"]["done"] == 16
+    (rows,) = sql(
+        "SELECT count(*) FROM word_counts w JOIN pages p ON p.id = w.page_id WHERE p.job_id = :job",
+        job=job_id,
+    )[0:1]
+    assert rows[0] == 16 * 9  # each page's 9 distinct words, once: nothing counted twice
