@@ -34,11 +34,12 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
-    """Build the contract's error body with its status."""
-    body: dict = {"code": code, "message": message}
-    if field is not None:
-        body["field"] = field
-    response = jsonify({"error": body})
+    """Build the contract's error body with its status.
+
+    `field` is always there (null when the error is not about one field of the input),
+    so a program can read the same three keys from every error.
+    """
+    response = jsonify({"error": {"code": code, "message": message, "field": field}})
     response.status_code = status
     return response
 
@@ -62,8 +63,12 @@ def register_error_handlers(app: Flask) -> None:
         response = error_response(
             status, HTTP_ERROR_CODES.get(status, "http_error"), err.description or err.name
         )
-        if status == 429 and err.get_response().headers.get("Retry-After"):
-            response.headers["Retry-After"] = err.get_response().headers["Retry-After"]
+        # Keep the headers that tell a client what to do next: the methods a URL takes
+        # (405, which HTTP requires) and when to come back (429, 503).
+        original = err.get_response().headers
+        for name in ("Allow", "Retry-After"):
+            if original.get(name):
+                response.headers[name] = original[name]
         return response
 
     @app.errorhandler(OperationalError)

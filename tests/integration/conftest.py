@@ -210,6 +210,15 @@ def sql(services: Services):
 ENDED = ("done", "failed", "cancelled")
 
 
+def row_counts(sql) -> tuple[int, int, int]:
+    """How many jobs, seed URLs and pages the database holds (to see that nothing changed)."""
+    row = sql(
+        "SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM job_urls), "
+        "(SELECT count(*) FROM pages)"
+    )[0]
+    return tuple(row)
+
+
 def submit_job(client, urls: list[str], **fields: object) -> str:
     """Submit a job through the API; return its id."""
     response = client.post("/api/jobs", json={"urls": urls, **fields})

@@ -91,10 +91,10 @@ def test_the_url_limit_comes_from_the_settings():
     ],
     ids=["ftp", "javascript", "no-scheme", "no-host", "space", "too-long", "number", "null"],
 )
-def test_a_bad_url_is_refused_naming_urls(url):
+def test_a_bad_url_is_refused_naming_its_position(url):
     error = rejection({"urls": [SEED, url]})
 
-    assert (error.code, error.field) == ("invalid_url", "urls")
+    assert (error.code, error.field) == ("invalid_url", "urls[1]")
     assert "urls[1]" in error.message
 
 
