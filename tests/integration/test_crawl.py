@@ -108,3 +108,23 @@ def test_requests_to_one_host_are_limited_across_all_workers(crawl, fixture_site
 
     assert job["status"] == "done"
     assert 2 <= fixture_site.most_in_flight <= PER_HOST_CONCURRENCY
+
+
+def test_jobs_whose_last_pages_end_together_each_end_once(client, workers, fixture_site, sql):
+    # Each job's two pages take as long and run side by side, so its last two pages
+    # often end at the same moment on two workers: the job must still end, exactly done.
+    job_ids = [
+        submit_job(client, [fixture_site.url(f"/delay?ms=200&job={j}&n={n}") for n in (1, 2)])
+        for j in range(8)
+    ]
+
+    jobs = [wait_for_job(client, job_id, timeout=60) for job_id in job_ids]
+
+    assert [job["status"] for job in jobs] == ["done"] * 8
+    assert all(job["pages"]["done"] == 2 and job["finished_at"] for job in jobs)
+    rows = sql(
+        "SELECT count(*) FROM jobs j WHERE j.id = ANY(CAST(:ids AS uuid[])) "
+        "AND j.finished_at >= (SELECT max(p.finished_at) FROM pages p WHERE p.job_id = j.id)",
+        ids=job_ids,
+    )
+    assert rows[0][0] == 8  # each ended after its last page, not before
