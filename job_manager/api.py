@@ -35,7 +35,10 @@ def require_json_body() -> None:
 @bp.post("/jobs")
 @limiter.limit(lambda: f"{settings().submissions_per_minute}/minute")
 def create_job() -> tuple[Response, int]:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # [[[[... nested deeper than Python's JSON parser can go
+        data = None
     if data is None:
         raise ApiError(400, "invalid_json", "the body is not valid JSON")
     job_id = submit_job(sessions(), parse_job_request(data, settings()))
@@ -153,7 +156,9 @@ def _limit(name: str, default: int | None, high: int, low: int = 1) -> int | Non
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # isascii: "²" and Arabic-Indic digits are digits to str.isdigit (int() refuses "²"),
+    # and thousands of digits (int() refuses those too) are no limit either.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12 or not low <= int(raw) <= high:
         raise ApiError(
             400, "invalid_value", f"{name} must be a whole number from {low} to {high}", name
         )

@@ -2,7 +2,8 @@
 
 One `requests` session per worker thread, with the address guard mounted as its transport.
 Every limit of contract section 7 is enforced here: robots.txt, timeouts (per read and per
-page), the response size read as a stream (after decompression, so gzip bombs stop too),
+page, the page's deadline kept by deadline.py even against a server that drips bytes),
+the response size read as a stream (after decompression, so gzip bombs stop too),
 the number of redirects, and the content type. Each failure becomes a `PageError` with the
 contract's error code.
 """
@@ -21,11 +22,13 @@ import requests
 from urllib3.exceptions import DecodeError as Urllib3DecodeError
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
+from .deadline import RequestDeadline
 from .errors import (
     ConnectionFailed,
     DecodeError,
     HttpError,
     InvalidUrl,
+    PageError,
     RobotsDisallowed,
     Timeout,
     TooLarge,
@@ -104,16 +107,27 @@ class Fetcher:
                 raise Timeout(f"the page took longer than {self.settings.page_timeout:g} s")
             if obey_robots and self.robots is not None and not self.robots.allows(url, self):
                 raise RobotsDisallowed(f"robots.txt of this site does not allow {url}")
-            with self._host_slot(url, deadline):
-                response = self._send(url)  # redirects are not followed by requests, but here
-                with response:
-                    if response.is_redirect:
-                        url = _redirect_target(response)
-                        continue
-                    return _read(response, deadline, media_types, max_bytes)
+            with self._host_slot(url, deadline), RequestDeadline(deadline) as watch:
+                try:
+                    response = self._send(url)  # redirects are not followed by requests, but here
+                    with response:
+                        if response.is_redirect:
+                            url = _redirect_target(response)
+                            continue
+                        answer = _read(response, deadline, media_types, max_bytes)
+                except PageError as err:
+                    if watch.expired:  # the error is what cutting the connection looks like
+                        raise self._late() from err
+                    raise
+                if watch.expired:  # cut while reading a body that ends at close
+                    raise self._late()
+                return answer
         raise TooManyRedirects(
             f"more than {self.settings.max_redirects} redirects, the last one to {url}"
         )
+
+    def _late(self) -> Timeout:
+        return Timeout(f"the page took longer than {self.settings.page_timeout:g} s to arrive")
 
     @contextmanager
     def _host_slot(self, url: str, deadline: float) -> Iterator[None]:
@@ -176,7 +190,8 @@ def _read(
             + ", ".join(media_types)
         )
     declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    # isascii: "²" is a digit to str.isdigit but not to int(); urllib3 ignores such a header.
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise TooLarge(f"the page declares {int(declared):,} bytes; the limit is {max_bytes:,}")
     body = bytearray()
     try:
@@ -214,7 +229,7 @@ def retry_after_seconds(value: str | None) -> float | None:
     """Read a Retry-After header (seconds or an HTTP date) as seconds from now."""
     if not value:
         return None
-    if value.strip().isdigit():
+    if value.strip().isascii() and value.strip().isdigit():  # not "²", a digit to isdigit
         return float(value.strip())
     try:
         when = parsedate_to_datetime(value)

@@ -13,6 +13,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -20,6 +21,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util import connection
 
+from .deadline import watch_socket
 from .errors import BlockedAddress
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -111,6 +113,11 @@ class _GuardedConnectionMixin:
         if isinstance(error, TimeoutError):
             raise ConnectTimeoutError(self, f"connecting to {self.host} timed out") from error
         raise NewConnectionError(self, f"cannot connect to {self.host}: {error}") from error
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        # Every answer is awaited here: the page's deadline (deadline.py) can cut it.
+        watch_socket(self.sock)
+        return super().getresponse(*args, **kwargs)
 
 
 @lru_cache(maxsize=16)

@@ -64,7 +64,15 @@ class RobotsRules:
             if err.code in ("too_large", "decode_error", "too_many_redirects"):
                 return 404, ""  # an unreadable robots.txt is treated as none at all
             raise  # blocked, timeout, connection error: the page fails for the same reason
-        return response.status, response.body.decode(response.charset or "utf-8", "replace")
+        return response.status, _text(response.body, response.charset)
+
+
+def _text(body: bytes, charset: str | None) -> str:
+    """Decode robots.txt by its charset, or as UTF-8 when that names no usable encoding."""
+    try:
+        return body.decode(charset or "utf-8", "replace")
+    except (LookupError, UnicodeError):  # "x-unknown", "base64", "idna"...
+        return body.decode("utf-8", "replace")
 
 
 def _verdict(status: int, text: str, user_agent: str, url: str) -> bool:

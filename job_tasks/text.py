@@ -9,6 +9,7 @@ single space; keep the <title> as the page title.
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
@@ -23,6 +24,9 @@ from .fetch import Response
 HTML_MEDIA_TYPES = ("text/html", "application/xhtml+xml")
 NOT_COUNTED_TAGS = ("head", "script", "style", "noscript", "template", "svg", "math", "title")
 WIDE_ENCODINGS = ("utf-16", "utf-32")  # these legitimately contain NUL bytes
+# UTF-7 ("+2AA-") and Python's escape codecs can decode to lone surrogates, which are no
+# characters: UTF-8 (and so PostgreSQL) cannot hold them.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -59,16 +63,19 @@ def decode(body: bytes, http_charset: str | None, is_html: bool) -> str:
         raise DecodeError("the body contains NUL bytes: it is binary data, not text")
     if encoding == "utf-8":
         encoding = "utf-8-sig"  # a byte order mark is not text
-    return body.decode(encoding, errors="replace")
+    return LONE_SURROGATE.sub("\ufffd", body.decode(encoding, errors="replace"))
 
 
 def _known_encoding(label: str | None) -> str | None:
-    """Return Python's codec for a charset label, or None when it is missing or unknown."""
+    """Return Python's codec for a charset label, or None when it is missing or unusable."""
     if not label:
         return None
     try:
         name = codecs.lookup(label.strip()).name
-    except LookupError:
+        # Python also has codecs that are not text encodings (base64, zip) or that cannot
+        # replace what they cannot decode (idna, punycode): a page naming one names none.
+        b"\xff<".decode(name, errors="replace")
+    except (LookupError, UnicodeError):
         return None
     # As in browsers (WHATWG Encoding): pages labelled Latin-1 or ASCII are windows-1252.
     return "cp1252" if name in ("iso8859-1", "latin-1", "ascii") else name

@@ -31,6 +31,10 @@ def normalize_url(url: str, max_length: int = 2048) -> str:
     if any(ord(char) < 0x21 or char == "\x7f" for char in url):
         raise BadUrl("the URL contains spaces or control characters")
     try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON) is no character
+        raise BadUrl("the URL contains a lone surrogate, which is not a character") from None
+    try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError for a port that is not a number 0-65535
     except ValueError as err:
@@ -40,6 +44,10 @@ def normalize_url(url: str, max_length: int = 2048) -> str:
         raise BadUrl("only http and https URLs can be crawled")
     if not parts.hostname:
         raise BadUrl("the URL has no host")
+    if "\\" in parts.netloc:
+        # http://other\@host/ is host "host" here but "other" to urllib3 and browsers,
+        # which read a backslash as a slash: the same-host rule must see the host fetched.
+        raise BadUrl("the URL has a backslash before its path")
     if port == 0:
         raise BadUrl("the URL has port 0")
     netloc = _lower_host(parts.netloc)

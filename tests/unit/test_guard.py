@@ -1,14 +1,18 @@
 """The address guard of contract section 7 (job_tasks/guard.py).
 
 Only IP literals and "localhost" are resolved here: getaddrinfo answers them without DNS.
+The tests that make requests only ever target loopback addresses.
 """
 
 import ipaddress
+import socket
 
 import pytest
 
-from job_tasks.errors import BlockedAddress
+from job_tasks.errors import BlockedAddress, ConnectionFailed
+from job_tasks.fetch import Fetcher
 from job_tasks.guard import AddressPolicy, blocked_reason, checked_addresses
+from job_tasks.settings import Settings
 
 DEFAULT = AddressPolicy()
 
@@ -128,3 +132,97 @@ def test_allowed_ipv6_host_in_brackets_passes():
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "10.0.0.1", "169.254.169.254"])
 def test_allow_private_lets_every_address_through(host):
     assert checked_addresses(host, 80, AddressPolicy(allow_private=True))
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["0x7f.1", "017700000001", "0177.1", "0x7F.0x0.0x0.0x1", "127.0.1", "127.255.255.254"],
+)
+def test_more_spellings_of_loopback_are_refused(host):
+    with pytest.raises(BlockedAddress) as info:
+        checked_addresses(host, 80, DEFAULT)
+
+    assert f"{host} " in info.value.message  # the host as written, then what it is
+    assert "loopback" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("host", "kind"),
+    [
+        ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped IPv6, as a URL would carry it
+        ("[::ffff:127.0.0.1]", "loopback"),
+        ("::ffff:7f00:1", "loopback"),  # the same, written in hex
+        ("0:0:0:0:0:0:0:1", "loopback"),  # ::1 in full
+        ("[::1]", "loopback"),
+        ("0", "unspecified"),  # 0.0.0.0 in one number
+        ("[::]", "unspecified"),
+    ],
+)
+def test_ipv6_and_unspecified_spellings_are_refused(host, kind):
+    with pytest.raises(BlockedAddress) as info:
+        checked_addresses(host, 80, DEFAULT)
+
+    assert kind in info.value.message
+
+
+# Through the real transport. Nothing listens on PORT, so a request the guard lets through
+# ends as a connection error; one it refuses ends as blocked_address without connecting.
+# Every address here is loopback.
+
+
+@pytest.fixture(scope="module")
+def port() -> int:
+    """A port of 127.0.0.1 where nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def fetcher(port) -> Fetcher:
+    """A fetcher allowed to reach 127.0.0.1:PORT by name, and nothing else."""
+    settings = Settings(
+        allowed_hosts=frozenset({("127.0.0.1", port)}),
+        connect_timeout=2,
+        read_timeout=2,
+        page_timeout=5,
+    )
+    return Fetcher(settings)
+
+
+@pytest.mark.parametrize(
+    ("url", "judged"),
+    [
+        ("http://127.0.0.1:{port}@127.0.0.2:{port}/", "127.0.0.2"),  # userinfo names the allowed
+        ("http://127.0.0.1:{port}@localhost:{port}/", "localhost"),
+        ("http://127.0.0.1:{port}:x@[::1]:{port}/", "::1"),
+        ("http://[::ffff:127.0.0.1]:{port}/", "::ffff:127.0.0.1"),  # IPv4-mapped
+        ("http://[::1]:{port}/", "::1"),
+        ("http://2130706433:{port}/", "2130706433 (127.0.0.1)"),  # decimal
+        ("http://0x7f.1:{port}/", "0x7f.1 (127.0.0.1)"),  # hex, short form
+        ("http://017700000001:{port}/", "017700000001 (127.0.0.1)"),  # octal
+        ("http://0.0.0.0:{port}/", "0.0.0.0 is an unspecified"),
+        ("http://127.0.0.2:{port}\\@127.0.0.1:{port}/", "127.0.0.2"),  # "\" ends the host
+    ],
+)
+def test_the_guard_judges_the_host_the_request_goes_to(fetcher, port, url, judged):
+    """Another spelling of the allowed host, or the allowed host as userinfo, is refused."""
+    with pytest.raises(BlockedAddress) as info:
+        fetcher.fetch(url.format(port=port))
+
+    assert judged in info.value.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/",
+        "http://user:secret@127.0.0.1:{port}/",
+        "http://127.0.0.1.:{port}/",
+    ],
+)
+def test_the_allowed_host_is_let_through_with_or_without_userinfo(fetcher, port, url):
+    with pytest.raises(ConnectionFailed) as info:  # let through: it tried to connect
+        fetcher.fetch(url.format(port=port))
+
+    assert "refused" in info.value.message.lower()

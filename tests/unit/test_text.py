@@ -61,6 +61,24 @@ def test_unknown_or_empty_charset_falls_back_to_utf8(label):
     assert decode(b"caf\xc3\xa9 caf\xe9", label, is_html=False) == "café caf\ufffd"
 
 
+@pytest.mark.parametrize("label", ["base64", "hex", "zip", "rot13", "idna", "punycode"])
+def test_a_codec_that_is_no_usable_text_encoding_counts_as_unknown(label):
+    # Python knows these names, but they are not text encodings or cannot replace bad bytes.
+    assert decode(b"caf\xc3\xa9 \xff", label, is_html=False) == "café \ufffd"
+
+
+@pytest.mark.parametrize(("body", "charset"), [(b"+2AA-", "utf-7"), (b"\\ud800", "unicode_escape")])
+def test_a_lone_surrogate_decoded_becomes_a_replacement_character(body, charset):
+    # No character: UTF-8 and PostgreSQL cannot hold it.
+    assert decode(b"x " + body, charset, is_html=False) == "x \ufffd"
+
+
+def test_an_unusable_meta_charset_falls_back_to_utf8():
+    body = '<meta charset="base64"><p>café</p>'.encode()
+
+    assert "café" in decode(body, None, is_html=True)
+
+
 def test_meta_charset_is_ignored_for_plain_text():
     body = b'<meta charset="windows-1252"> caf\xe9'
 
@@ -241,3 +259,16 @@ def test_inline_svg_title_is_not_the_page_title():
     document = parse_html("<body><svg><title>Icon</title></svg><p>text</p></body>", PAGE_URL)
 
     assert document.title is None
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<div>" * 30_000 + "deep words" + "</div>" * 30_000,
+        "<div>" * 30_000 + "deep words",  # never closed
+        "<svg>" * 30_000 + "hidden" + "</svg>" * 30_000 + "<p>deep words</p>",
+    ],
+    ids=["closed", "unclosed", "hidden"],
+)
+def test_deeply_nested_tags_are_parsed(html):
+    assert words_of(html) == ["deep", "words"]

@@ -227,3 +227,23 @@ def test_same_host_links_leave_out_the_page_itself():
     links = same_host_links("http://site.example/a", ["/a", "#top", "/b"])
 
     assert links == ["http://site.example/b"]
+
+
+@pytest.mark.parametrize(
+    "url", ["http://other.org\\@example.com/", "http://example.com\\@other.org/", "http://a\\b/"]
+)
+def test_a_backslash_before_the_path_is_refused(url):
+    # urllib3 and browsers read it as a slash, urlsplit does not: they name different hosts.
+    with pytest.raises(BadUrl):
+        normalize_url(url)
+
+
+def test_a_link_whose_host_parsers_disagree_on_is_not_followed():
+    # To urlsplit this is example.com (the page's host); requests would fetch other.org.
+    assert same_host_link(PAGE, "http://other.org\\@example.com/x") is None
+
+
+def test_a_lone_surrogate_is_refused():
+    # JSON can carry "\ud800"; UTF-8, servers and PostgreSQL cannot.
+    with pytest.raises(BadUrl):
+        normalize_url("http://example.com/\ud800")
