@@ -19,7 +19,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     visibility_timeout = settings.task_time_limit * 3
     return {
         "broker_url": settings.broker_url,
-        "broker_transport_options": {"visibility_timeout": visibility_timeout},
+        "broker_transport_options": {
+            "visibility_timeout": visibility_timeout,
+            # Each worker looks for messages past their visibility timeout (those of a
+            # killed worker) every interval x throttle seconds: 10 x 10 by kombu's
+            # defaults, so a SIGKILLed worker's page waited up to 100 s more. Look at every
+            # tick, every tenth of the timeout (1 to 10 s): one small Redis query.
+            "unacked_restore_interval": max(1, min(10, visibility_timeout // 10)),
+            "unacked_restore_throttle": 1,
+        },
         "broker_connection_retry_on_startup": True,
         # Results (states, worker, timings) in PostgreSQL, beside wordcrawl's own tables.
         "result_backend": settings.celery_result_backend,
@@ -39,9 +47,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # by a busy worker is a message an idle worker cannot take.
         "worker_prefetch_multiplier": 1,
         # A page has its own deadline (WORDCRAWL_PAGE_TIMEOUT); these stop a task that
-        # hangs anyway. The soft limit raises inside the task so the page is marked failed.
+        # hangs anyway. The soft limit raises inside the task so the page is marked failed:
+        # 10 s before the hard one, or half way for limits under 20 s (a fixed 10 s would
+        # leave any limit up to 11 s a soft limit of 1 s, failing every slower page).
         "task_time_limit": settings.task_time_limit,
-        "task_soft_time_limit": max(1, settings.task_time_limit - 10),
+        "task_soft_time_limit": max(
+            1, settings.task_time_limit - min(10, settings.task_time_limit // 2)
+        ),
         # Live state for Flower and AsyncResult: queued (sent), STARTED, then the outcome.
         "task_track_started": True,
         "task_send_sent_event": True,

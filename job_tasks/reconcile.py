@@ -42,6 +42,9 @@ def broker_task_ids(app: Celery, queues: list[str]) -> set[str]:
             for key in {channel._q_for_pri(queue, step) for step in channel.priority_steps}:
                 for raw in client.lrange(key, 0, -1):
                     ids.add(_task_id(json.loads(raw)))
+        # A worker takes a message off its queue, then records it as unacked: one moment
+        # in neither place. Reading the unacked set after the queues catches messages taken
+        # while the queues were read; the extra run of a page missed even so is harmless.
         for raw in client.hvals(channel.unacked_key):
             message, _exchange, _routing_key = json.loads(raw)
             ids.add(_task_id(message))
