@@ -48,11 +48,17 @@ def main() -> None:
     type=click.IntRange(1, 65535),
     help="Port of the web manager.",
 )
-def up(workers: int, port: int) -> None:
+@click.option(
+    "--demo-port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    help="Port of the demo site [default: 8001 if free, else any free port].",
+)
+def up(workers: int, port: int, demo_port: int) -> None:
     """Start the whole stack on this machine (no Docker); Ctrl-C stops it all."""
     from .stack import Stack
 
-    Stack(_settings(), workers=workers, port=port).run()
+    Stack(_settings(), workers=workers, port=port, demo_port=demo_port).run()
 
 
 @main.command()
@@ -156,6 +162,41 @@ def status(job_id: str) -> None:
 def words(job_id: str, top: int, stopwords: str) -> None:
     """Show a job's most frequent words."""
     _print_words(_api(lambda: ApiClient(_settings().api_url).words(job_id, top, stopwords)))
+
+
+@main.command()
+@click.argument("urls", nargs=-1, required=True)
+@click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(0.1, 3600))
+@click.option(
+    "--rate",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 1000),
+    help="Submissions per second.",
+)
+@click.option(
+    "--wait",
+    "wait_seconds",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(0, 3600),
+    help="How long to wait for the accepted jobs to end.",
+)
+def load(urls: tuple[str, ...], seconds: float, rate: float, wait_seconds: float) -> None:
+    """Submit jobs of URLS at RATE per second for SECONDS; print latency and losses.
+
+    A benchmark of a manager you run (WORDCRAWL_API_URL): exit status 1 on any 5xx
+    answer or any accepted job that does not end.
+    """
+    from .loadtest import run_load
+
+    report = run_load(
+        _settings().api_url, list(urls), seconds, rate, wait_seconds, progress=click.echo
+    )
+    for line in report.lines():
+        click.echo(line)
+    if not report.ok:
+        raise SystemExit(1)
 
 
 @main.command("demo-site")

@@ -64,10 +64,13 @@ class Child:
 class Stack:
     """The processes of one `wordcrawl up`, started and stopped together."""
 
-    def __init__(self, settings: Settings, workers: int = 2, port: int = 5000) -> None:
+    def __init__(
+        self, settings: Settings, workers: int = 2, port: int = 5000, demo_port: int = 0
+    ) -> None:
         self.settings = settings
         self.workers = workers
         self.port = port
+        self.demo_port = demo_port
         self.state_dir = Path(settings.state_dir).resolve()
         self.log_dir = self.state_dir / "logs"
         self.servers: list[ServerProcess] = []
@@ -105,7 +108,12 @@ class Stack:
         pg_server = embedded_postgres_for(self.settings.database_url, self.state_dir / "postgres")
         database_url = self._start_server(pg_server) or self.settings.database_url
 
-        demo_port = DEMO_SITE_PORT if port_is_free(DEMO_SITE_PORT) else free_port()
+        # The demo site: where asked, else 8001 when free, else any free port.
+        demo_port = self.demo_port or (
+            DEMO_SITE_PORT if port_is_free(DEMO_SITE_PORT) else free_port()
+        )
+        if not port_is_free(demo_port):
+            raise ServiceError(f"the demo site's port {demo_port} is taken: use --demo-port")
         allowed = self.settings.allowed_hosts | {("127.0.0.1", demo_port), ("localhost", demo_port)}
         flower_auth = os.environ.get("FLOWER_BASIC_AUTH") or f"admin:{secrets.token_urlsafe(12)}"
         manager_url = f"http://127.0.0.1:{self.port}"
@@ -141,7 +149,8 @@ class Stack:
             "the workers",
         )
 
-        user, _, password = flower_auth.partition(":")
+        # FLOWER_BASIC_AUTH may list several user:password pairs; show the first.
+        user, _, password = flower_auth.split(",")[0].partition(":")
         print(
             "\nwordcrawl is up\n"
             f"  web form      {manager_url}/\n"

@@ -9,6 +9,7 @@ in a database they create and drop, and in an empty Redis database number they c
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from fixture_site import MAX_BYTES, FixtureSite
 from processes import WorkerPool, wait_for
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from werkzeug.serving import make_server
 
 import job_tasks
 from job_manager import create_app
@@ -188,6 +190,17 @@ def workers(worker_env: dict, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def app(services: Services):
     """The manager app, configured for the test services."""
     return create_app({"TESTING": True}, settings=services.settings)
+
+
+@pytest.fixture(scope="session")
+def manager_url(services: Services, workers: WorkerPool) -> Iterator[str]:
+    """The manager served over real HTTP (from a thread), with CSRF on as in production."""
+    live_app = create_app(settings=services.settings)
+    server = make_server("127.0.0.1", 0, live_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
 
 
 @pytest.fixture

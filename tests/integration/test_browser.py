@@ -12,15 +12,10 @@ installs when it may); Playwright's own browser download is not needed.
 from __future__ import annotations
 
 import shutil
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from processes import wait_for
-from werkzeug.serving import make_server
-
-from job_manager import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -41,17 +36,6 @@ if CHROMIUM is None:
         "Chromium is not installed: `apt-get install -y chromium` (make test does it as root)",
         allow_module_level=True,
     )
-
-
-@pytest.fixture(scope="module")
-def manager_url(services, workers) -> Iterator[str]:
-    """The manager, served over real HTTP from a thread, with CSRF on as in production."""
-    app = create_app(settings=services.settings)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,144 @@
+"""Put a running manager under load, and print what it took: `wordcrawl load`.
+
+Submits jobs at a steady rate for a while (open loop: a slow answer does not slow the
+sending), then waits for every accepted job to end. It prints requests per second, the
+latency of POST /api/jobs (p50, p99, max), the answers by status, and whether any job was
+lost. A 5xx answer or an accepted job that never ends is a failure (exit status 1);
+429 answers are the manager's rate limit doing its job (raise
+WORDCRAWL_SUBMISSIONS_PER_MINUTE on the manager to load it harder).
+
+A benchmark, not a test: only aim it at a manager you run, on loopback or your own lab.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import requests
+
+ENDED = ("done", "failed", "cancelled")
+
+
+@dataclass
+class LoadReport:
+    """What happened during a load run."""
+
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    connection_errors: int = 0
+    accepted: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values()) + self.connection_errors
+
+    @property
+    def server_errors(self) -> int:
+        return sum(n for status, n in self.statuses.items() if status >= 500)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.server_errors or self.connection_errors or self.unfinished)
+
+    def percentile(self, fraction: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        if len(self.latencies_ms) == 1:
+            return self.latencies_ms[0]
+        cuts = statistics.quantiles(self.latencies_ms, n=100, method="inclusive")
+        return cuts[min(98, max(0, round(fraction * 100) - 1))]
+
+    def lines(self) -> list[str]:
+        """The figures, one per line, for people (and for a notebook to parse)."""
+        rate = self.requests / self.seconds if self.seconds else 0.0
+        answers = ", ".join(f"{status}: {n}" for status, n in sorted(self.statuses.items()))
+        return [
+            f"requests        {self.requests} in {self.seconds:.1f} s ({rate:.1f}/s)",
+            f"latency p50     {self.percentile(0.50):.1f} ms",
+            f"latency p99     {self.percentile(0.99):.1f} ms",
+            f"latency max     {max(self.latencies_ms, default=0.0):.1f} ms",
+            f"answers         {answers or 'none'}",
+            f"server errors   {self.server_errors} (5xx), {self.connection_errors} unanswered",
+            f"jobs accepted   {len(self.accepted)}, "
+            f"ended {len(self.accepted) - len(self.unfinished)}, "
+            f"not ended {len(self.unfinished)}",
+        ]
+
+
+def run_load(
+    api_url: str,
+    seeds: list[str],
+    seconds: float,
+    rate: float,
+    wait_seconds: float = 300.0,
+    progress: Callable[[str], None] = lambda line: None,
+) -> LoadReport:
+    """Submit one job of `seeds` every 1/rate seconds for `seconds`; wait for them to end."""
+    api_url = api_url.rstrip("/")
+    report = LoadReport()
+    lock = threading.Lock()
+    local = threading.local()
+
+    def session() -> requests.Session:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        return local.session
+
+    def submit() -> None:
+        started = time.perf_counter()
+        try:
+            response = session().post(
+                f"{api_url}/api/jobs", json={"urls": seeds, "depth": 0}, timeout=30
+            )
+        except requests.RequestException:
+            with lock:
+                report.connection_errors += 1
+            return
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        with lock:
+            report.latencies_ms.append(elapsed_ms)
+            report.statuses[response.status_code] += 1
+            if response.status_code == 202:
+                report.accepted.append(response.json()["id"])
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        for n in range(max(1, round(seconds * rate))):
+            # Open loop: each request leaves at its time, however long earlier ones take.
+            delay = began + n / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(submit)
+    report.seconds = time.perf_counter() - began
+    progress(f"sent {report.requests} submissions; waiting for {len(report.accepted)} jobs")
+    report.unfinished = _wait_for_jobs(api_url, report.accepted, wait_seconds)
+    return report
+
+
+def _wait_for_jobs(api_url: str, job_ids: list[str], wait_seconds: float) -> list[str]:
+    """Poll until every job has ended; return those that had not by the deadline."""
+    deadline = time.monotonic() + wait_seconds
+    waiting = list(job_ids)
+    with requests.Session() as http:
+        while waiting and time.monotonic() < deadline:
+            still = []
+            for job_id in waiting:
+                try:
+                    job = http.get(f"{api_url}/api/jobs/{job_id}", timeout=10).json()
+                except (requests.RequestException, ValueError):
+                    still.append(job_id)
+                    continue
+                if job.get("status") not in ENDED:
+                    still.append(job_id)
+            waiting = still
+            if waiting:
+                time.sleep(1)
+    return waiting

@@ -1,0 +1,325 @@
+"""`wordcrawl up` as a person runs it: the whole stack, one crawl through it, then Ctrl-C.
+
+Each test starts the real command in a session of its own, on free ports (manager and
+Flower; the demo site moves off 8001 when that is taken), waits for its banner, submits a
+demo-site page with `wordcrawl submit --wait`, logs in to Flower with the printed
+credentials, and stops it with SIGINT: every process it started must be gone, and every
+port it used free. Once it runs against the machine's Redis and PostgreSQL (in a Redis
+database number and a PostgreSQL database of the test's own, which `up` must create), and
+once where nothing answers, so that it starts its own embedded servers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psutil
+import pytest
+import requests
+from conftest import claim_redis_database, release_redis_database
+from processes import node_name, wait_for
+from sqlalchemy.engine import make_url
+
+from job_manager.services import free_port, port_is_free
+
+START_TIMEOUT = 180.0  # a first embedded PostgreSQL runs initdb
+STOP_TIMEOUT = 60.0
+SUBMIT_TIMEOUT = 90.0
+
+BANNER_END = "Press Ctrl-C to stop everything."
+BANNER = {
+    "manager": re.compile(r"^\s*web form\s+(http://\S+?)/?$", re.M),
+    "flower": re.compile(r"^\s*Flower\s+(http://\S+?)/?\s+user (\S+)\s+password (\S+)$", re.M),
+    "demo": re.compile(r"^\s*demo site\s+(http://\S+?)/?\s", re.M),
+    "broker": re.compile(r"^\s*broker\s+(.+)$", re.M),
+    "database": re.compile(r"^\s*database\s+(.+)$", re.M),
+}
+
+
+def wordcrawl_command() -> list[str]:
+    """The `wordcrawl` script of this venv, as a person types it (else `python -m`)."""
+    script = Path(sys.executable).with_name("wordcrawl")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "job_manager"]
+
+
+def clean_env(**variables: str) -> dict[str, str]:
+    """This environment without any wordcrawl, Celery or Flower setting, plus `variables`."""
+    ours = ("CELERY_", "FLOWER_", "WORDCRAWL_", "DATABASE_URL", "SECRET_KEY")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(ours)}
+    return {**env, "PYTHONUNBUFFERED": "1", **variables}
+
+
+@dataclass
+class Up:
+    """A running `wordcrawl up`, with its output collected as it comes."""
+
+    process: subprocess.Popen
+    lines: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, env: dict[str, str], cwd: Path, port: int) -> Up:
+        process = subprocess.Popen(
+            [
+                *wordcrawl_command(),
+                "up",
+                "--workers",
+                "2",
+                "--port",
+                str(port),
+                "--demo-port",
+                str(free_port()),
+            ],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # as in a terminal of its own: our Ctrl-C is not its
+        )
+        up = cls(process)
+        threading.Thread(target=up._read, daemon=True).start()
+        return up
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def banner(self) -> dict[str, re.Match]:
+        """Wait for the banner; return its lines, parsed."""
+
+        def printed() -> bool:
+            assert self.process.poll() is None, f"wordcrawl up exited:\n{self.output}"
+            return BANNER_END in self.output
+
+        wait_for(printed, START_TIMEOUT, f"no banner from wordcrawl up:\n{self.output}", 0.2)
+        found = {name: pattern.search(self.output) for name, pattern in BANNER.items()}
+        assert all(found.values()), f"banner lacks {found}:\n{self.output}"
+        return found
+
+    def interrupt(self) -> int:
+        """Press Ctrl-C (SIGINT to the process, as a terminal does); return the exit code."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"wordcrawl up did not stop within {STOP_TIMEOUT:g} s:\n{self.output}")
+
+    def kill_all(self) -> None:
+        """After a failure: leave nothing behind, whatever state `up` is in."""
+        if self.process.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                family = psutil.Process(self.process.pid).children(recursive=True)
+                self.process.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(STOP_TIMEOUT)
+                for proc in family:
+                    with contextlib.suppress(psutil.Error):
+                        proc.kill()
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def left_behind(processes: list[psutil.Process], timeout: float = 15.0) -> list[str]:
+    """Wait for processes to end; describe the ones still running (zombies count as gone)."""
+    _gone, alive = psutil.wait_procs(processes, timeout=timeout)
+    remaining = []
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                remaining.append(f"{proc.pid} {' '.join(proc.cmdline())}")
+    return remaining
+
+
+def port_of(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None, url
+    return port
+
+
+def run_stack_once(env: dict[str, str], cwd: Path) -> dict[str, str]:
+    """Start `wordcrawl up`, crawl one page through it, stop it; check all of it.
+
+    Returns the banner's broker and database lines and the command lines of the
+    processes `up` had started, for the caller's own checks.
+    """
+    port, flower_port = free_port(), free_port()
+    env = {**env, "FLOWER_PORT": str(flower_port)}
+    up = Up.start(env, cwd, port)
+    try:
+        banner = up.banner()
+        manager_url = banner["manager"].group(1)
+        flower_url, user, password = banner["flower"].groups()
+        demo_url = banner["demo"].group(1) + "/"
+        assert port_of(manager_url) == port and port_of(flower_url) == flower_port
+
+        def healthy() -> dict | None:
+            response = requests.get(manager_url + "/api/health", timeout=10)
+            return response.json() if response.ok and response.json()["workers"] == 2 else None
+
+        health = wait_for(healthy, 30, "the manager's health never counted 2 workers", 0.5)
+        assert health == {"broker": "ok", "database": "ok", "workers": 2}
+
+        submitted = subprocess.run(
+            [*wordcrawl_command(), "submit", demo_url, "--wait"],
+            env={**env, "WORDCRAWL_API_URL": manager_url},
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=SUBMIT_TIMEOUT,
+        )
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        job_id, summary, *word_lines = submitted.stdout.splitlines()
+        assert summary.startswith("job done: 1 pages: 1 done"), submitted.stdout
+        top = requests.get(f"{manager_url}/api/jobs/{job_id}/words?limit=10", timeout=10).json()
+        assert len(top) == 10
+        assert [line.split() for line in word_lines] == [[w["word"], str(w["count"])] for w in top]
+
+        workers_api = flower_url + "/api/workers"
+        assert requests.get(workers_api, timeout=10).status_code == 401
+        wanted = {node_name("w1"), node_name("w2")}
+
+        def flower_lists_the_workers() -> bool:
+            response = requests.get(
+                workers_api, params={"refresh": 1}, auth=(user, password), timeout=30
+            )
+            assert response.status_code == 200, response.text
+            return set(response.json()) == wanted
+
+        wait_for(flower_lists_the_workers, 30, f"Flower did not list {sorted(wanted)}", 0.5)
+
+        family = psutil.Process(up.process.pid).children(recursive=True)
+        commands = [" ".join(proc.cmdline()) for proc in family]
+        ports = {port, flower_port, port_of(demo_url)}
+        code = up.interrupt()
+    finally:
+        up.kill_all()
+
+    # The tree held every piece: a stopped piece can only be checked if it was there.
+    for piece in ("demo-site", "w1@%h", "w2@%h", "flower", "gunicorn"):
+        assert any(piece in command for command in commands), (piece, commands)
+    assert code == 0, up.output
+    assert "wordcrawl stopped" in up.output
+    assert not left_behind(family), f"left running: {left_behind(family, 0)}"
+    assert all(port_is_free(p) for p in ports), ports
+    return {
+        "broker": banner["broker"].group(1),
+        "database": banner["database"].group(1),
+        "commands": "\n".join(commands),
+    }
+
+
+def database_exists(server_url: str, name: str) -> bool:
+    import psycopg2
+
+    with contextlib.closing(psycopg2.connect(server_url)) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        return cursor.fetchone() is not None
+
+
+def drop_database(server_url: str, name: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(server_url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def new_database(services):
+    """A database name on the session's PostgreSQL that does not exist yet; dropped after."""
+    server_url = make_url(services.postgres_server_url).set(database="postgres")
+    server = server_url.render_as_string(hide_password=False)
+    name = f"wordcrawl_test_up_{uuid.uuid4().hex[:12]}"
+    assert not database_exists(server, name)
+    yield server_url.set(database=name).render_as_string(hide_password=False), server, name
+    drop_database(server, name)
+
+
+def test_up_uses_the_running_servers_and_creates_its_database(services, new_database, tmp_path):
+    database_url, server, name = new_database
+    broker_url = claim_redis_database(services.redis_server_url)
+    env = clean_env(
+        CELERY_BROKER_URL=broker_url,
+        DATABASE_URL=database_url,
+        WORDCRAWL_STATE_DIR=str(tmp_path / "state"),
+    )
+    try:
+        started = time.monotonic()
+        lines = run_stack_once(env, tmp_path)
+        print(f"wordcrawl up with running servers: {time.monotonic() - started:.1f} s")
+    finally:
+        release_redis_database(broker_url)
+
+    assert lines["broker"].endswith("(already running)"), lines
+    assert lines["database"].endswith("(already running)"), lines
+    assert database_exists(server, name)  # `up` created it
+    assert "redis-server" not in lines["commands"] and "postgres" not in lines["commands"]
+    assert not (tmp_path / "state" / "postgres").exists()
+    assert not (tmp_path / "state" / "redis").exists()
+
+
+def test_up_starts_embedded_servers_when_none_answers(tmp_path):
+    redis_port = free_port()
+    postgres_port = wait_for(lambda: (p := free_port()) != redis_port and p, 5, "a second port")
+    state_dir = tmp_path / "state"
+    env = clean_env(
+        CELERY_BROKER_URL=f"redis://127.0.0.1:{redis_port}/0",
+        DATABASE_URL=f"postgresql://postgres@127.0.0.1:{postgres_port}/wordcrawl",
+        WORDCRAWL_STATE_DIR=str(state_dir),
+    )
+
+    started = time.monotonic()
+    lines = run_stack_once(env, tmp_path)
+    print(f"wordcrawl up with embedded servers: {time.monotonic() - started:.1f} s")
+
+    assert f"127.0.0.1:{redis_port}" in lines["broker"] and "started by" in lines["broker"]
+    assert f"127.0.0.1:{postgres_port}" in lines["database"]
+    assert "started by" in lines["database"]
+    assert "redis-server" in lines["commands"] and "postgres -D" in lines["commands"]
+    assert (state_dir / "postgres" / "PG_VERSION").exists()
+    assert (state_dir / "redis").is_dir()
+    assert port_is_free(redis_port) and port_is_free(postgres_port)
+
+
+def test_init_db_is_safe_to_run_twice(new_database, tmp_path):
+    database_url, _server, _name = new_database
+    env = clean_env(DATABASE_URL=database_url)
+
+    outputs = []
+    for _ in range(2):
+        result = subprocess.run(
+            [*wordcrawl_command(), "init-db"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        outputs.append(result.stdout)
+
+    assert outputs[0] == "created the database\ntables ready\n"
+    assert outputs[1] == "tables ready\n"

@@ -1,0 +1,173 @@
+"""The viewer: Flower as wordcrawl starts it (job_viewer), against the session's workers.
+
+Flower runs as a real subprocess with the command `wordcrawl up` uses, on a free port and
+with a database file of its own, so it never meets a Flower a person is running. It must
+ask for a password on its API, show both workers, and show which worker ran each task of
+a crawl; without FLOWER_BASIC_AUTH it must refuse to start at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from processes import node_name, wait_for
+
+from job_manager.services import free_port
+from job_tasks.tasks import crawl_page
+from job_viewer import flower_command
+
+AUTH = ("user", "pass")
+START_TIMEOUT = 60.0
+
+
+@dataclass
+class Flower:
+    """A running Flower and where its API is."""
+
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def get(self, path: str, auth: tuple[str, str] | None = AUTH, **params: object):
+        return requests.get(self.url + path, auth=auth, params=params, timeout=10)
+
+
+def flower_env(services_env: dict[str, str], basic_auth: str | None) -> dict[str, str]:
+    """The environment Flower gets: the test broker, and credentials when given."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FLOWER_")}
+    env.update(services_env, PYTHONUNBUFFERED="1")
+    if basic_auth is not None:
+        env["FLOWER_BASIC_AUTH"] = basic_auth
+    return env
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Terminate a process started in its own session, wait, kill it (and its group) if needed."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def flower(services, workers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flower]:
+    """Flower with basic auth user:pass on a free port, watching the session's workers."""
+    folder = tmp_path_factory.mktemp("flower")
+    port = free_port()
+    log_path = folder / "flower.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            flower_command(port, folder / "flower.db"),
+            env=flower_env(services.env, ":".join(AUTH)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    viewer = Flower(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+
+        def answers() -> bool:
+            assert process.poll() is None, f"Flower exited:\n{_log_tail(log_path)}"
+            try:
+                return viewer.get("/healthcheck", auth=None).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_for(answers, START_TIMEOUT, f"Flower did not answer; log in {log_path}")
+        yield viewer
+    finally:
+        stop_process(process)
+
+
+def test_flower_api_needs_credentials(flower):
+    assert flower.get("/api/workers", auth=None).status_code == 401
+    assert flower.get("/api/workers", auth=("user", "wrong")).status_code == 401
+    assert flower.get("/api/tasks", auth=None).status_code == 401
+
+
+def test_flower_lists_both_workers(flower):
+    wanted = {node_name("w1"), node_name("w2")}
+
+    def listed() -> dict | None:
+        response = flower.get("/api/workers", refresh=1)
+        assert response.status_code == 200, response.text
+        return response.json() if wanted <= set(response.json()) else None
+
+    workers = wait_for(listed, 30, f"Flower did not list {sorted(wanted)}", interval=0.5)
+    assert workers[node_name("w1")]["stats"]["pid"] != workers[node_name("w2")]["stats"]["pid"]
+
+    # The event stream (heartbeats) shows them alive too: Flower sees what they send.
+    def alive() -> bool:
+        status = flower.get("/api/workers", status=1).json()
+        return all(status.get(name) for name in wanted)
+
+    wait_for(alive, 30, "Flower's event stream did not show both workers alive", interval=0.5)
+
+
+def test_flower_shows_which_worker_ran_each_task_of_a_crawl(flower, crawl, client, demo_site):
+    # Flower records only the task events it receives: be sure it hears the workers first.
+    wanted = {node_name("w1"), node_name("w2")}
+    wait_for(
+        lambda: all(flower.get("/api/workers", status=1).json().get(name) for name in wanted),
+        30,
+        "Flower's event stream did not show both workers alive",
+        interval=0.5,
+    )
+    job = crawl([demo_site.url + f"page/{n}" for n in (1, 2, 3)])
+    pages = client.get(f"/api/jobs/{job['id']}/pages").get_json()
+    ran_by = {page["task_id"]: page["worker"] for page in pages}
+    assert len(ran_by) == 3 and all(ran_by.values()), pages
+
+    def recorded() -> dict | None:
+        response = flower.get("/api/tasks")
+        assert response.status_code == 200, response.text
+        tasks = response.json()
+        seen = {
+            task_id: tasks[task_id]
+            for task_id in ran_by
+            if task_id in tasks and tasks[task_id].get("state") == "SUCCESS"
+        }
+        return seen if len(seen) == len(ran_by) else None
+
+    tasks = wait_for(recorded, 30, "Flower did not record the crawl's tasks", interval=0.5)
+    for task_id, worker in ran_by.items():
+        assert tasks[task_id]["worker"] == worker
+        assert tasks[task_id]["worker"] in wanted
+        assert tasks[task_id]["name"] == crawl_page.name
+
+
+def test_flower_refuses_to_start_without_a_password(services, tmp_path):
+    db_path = tmp_path / "flower.db"
+    result = subprocess.run(
+        flower_command(free_port(), db_path),
+        env=flower_env(services.env, basic_auth=None),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        start_new_session=True,
+    )
+
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "FLOWER_BASIC_AUTH" in output and "password" in output, output
+    assert "Traceback" not in output, output
+    assert not db_path.exists()
