@@ -28,7 +28,9 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 @bp.before_request
 def require_json_body() -> None:
     """Take bodies only as application/json (which also keeps cross-site forms out)."""
-    if request.method in ("POST", "PUT", "PATCH") and not request.is_json:
+    # Only application/json (contract, section 7): a form on another site cannot send it,
+    # so the API needs no CSRF token. (Werkzeug's is_json would also take "+json" types.)
+    if request.method in ("POST", "PUT", "PATCH") and request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
 
 

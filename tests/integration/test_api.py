@@ -113,8 +113,9 @@ def test_a_bad_field_is_refused_naming_it(client, sql, body, code, field):
         {"data": f"urls={SEED}", "content_type": "application/x-www-form-urlencoded"},
         {"data": json.dumps({"urls": [SEED]}), "content_type": "text/plain"},
         {"data": json.dumps({"urls": [SEED]})},  # no Content-Type at all
+        {"data": json.dumps({"urls": [SEED]}), "content_type": "application/vnd.api+json"},
     ],
-    ids=["form", "text-plain", "no-content-type"],
+    ids=["form", "text-plain", "no-content-type", "other-json-type"],
 )
 def test_only_application_json_is_taken(client, sql, request_args):
     before = row_counts(sql)
