@@ -200,4 +200,6 @@ def _end_job_if_complete(session: Session, job: Job) -> None:
         return
     counted = select(exists().where(Page.job_id == job.id, Page.status == "done"))
     job.status = "done" if session.execute(counted).scalar() else "failed"
-    job.finished_at = func.now()
+    # The clock now, not the transaction's start (now()): a transaction that waited for
+    # the job's lock must not end the job before a page committed meanwhile.
+    job.finished_at = func.clock_timestamp()
