@@ -9,11 +9,13 @@ import uuid
 
 import redis
 from flask import Blueprint, Response, jsonify, request, url_for
+from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from job_tasks import app as celery_app
+from job_tasks.broker import queue_length
 from job_tasks.models import PAGE_STATUSES
 from job_tasks.words import tokenize
 
@@ -21,6 +23,8 @@ from . import queries
 from .errors import ApiError
 from .extensions import limiter, sessions, settings
 from .jobs import cancel_job, parse_job_request, submit_job
+
+ACTIVITY_BUCKET_SECONDS = 5  # the dashboard counts pages ended per 5 seconds
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -115,6 +119,32 @@ def get_word(word: str) -> Response:
         return jsonify(queries.word_pages(session, words[0], limit))
 
 
+@bp.get("/activity")
+def get_activity() -> Response:
+    """What the workers are doing: pages per second, queue, workers, newest pages."""
+    minutes = _limit("minutes", 5, 60)
+    with sessions()() as session:
+        report = queries.activity(session, minutes, ACTIVITY_BUCKET_SECONDS)
+    report["minutes"] = minutes
+    try:
+        report["queue_length"] = queue_length(celery_app, list(celery_app.amqp.queues))
+        online = _online_workers()
+    except (redis.RedisError, OSError, KombuOperationalError):  # the broker is away
+        report["queue_length"], online = None, set()
+    workers = report.pop("workers")
+    report["workers"] = [
+        {"name": name, "online": name in online, **workers.get(name, {"done": 0, "running": 0})}
+        for name in sorted(online | set(workers))
+    ]
+    return jsonify(report)
+
+
+def _online_workers() -> set[str]:
+    """Ask every worker to answer a ping through the broker (half a second at most)."""
+    replies = celery_app.control.ping(timeout=0.5) or []
+    return {name for reply in replies for name in reply}
+
+
 @bp.get("/health")
 def health() -> tuple[Response, int]:
     """Say whether the broker, the database and at least one worker answer."""
@@ -131,7 +161,7 @@ def health() -> tuple[Response, int]:
     except SQLAlchemyError as err:
         report["database"] = f"down: {type(err).__name__}"
     if report["broker"] == "ok":
-        report["workers"] = len(celery_app.control.ping(timeout=0.5) or [])
+        report["workers"] = len(_online_workers())
     healthy = report["broker"] == "ok" and report["database"] == "ok" and report["workers"]
     return jsonify(report), 200 if healthy else 503
 

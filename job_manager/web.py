@@ -42,6 +42,12 @@ def submit() -> Response | tuple[str, int]:
     return redirect(url_for("web.job", job_id=job_id), code=303)
 
 
+@bp.get("/dashboard")
+def dashboard() -> str:
+    """All workers at a glance; static/dashboard.js fills it from /api/activity."""
+    return render_template("dashboard.html")
+
+
 @bp.get("/jobs/<job_id>")
 def job(job_id: str) -> str:
     job_uuid = _job_uuid(job_id)

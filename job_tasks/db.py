@@ -77,9 +77,14 @@ def create_database_if_missing(database_url: str) -> bool:
 def init_db(database_url: str, celery_app: Celery | None = None) -> None:
     """Create wordcrawl's tables and, given the Celery app, Celery's result tables.
 
-    Safe to run again: existing tables are left as they are.
+    Safe to run again: existing tables are left as they are, and indexes added to the
+    models since a table was created are created too.
     """
-    Base.metadata.create_all(get_engine(database_url))
+    engine = get_engine(database_url)
+    Base.metadata.create_all(engine)
+    for table in Base.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
     if celery_app is not None:
         # Opening a result session makes Celery's backend create celery_taskmeta and
         # celery_tasksetmeta (with the result_extended columns) if they are missing.

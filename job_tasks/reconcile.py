@@ -15,12 +15,10 @@ that its message may not have been written yet.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 
-from celery import Celery, bootsteps
-from kombu.transport.redis import Channel
+from celery import bootsteps
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,31 +27,6 @@ from .settings import get_settings
 from .store import NewPage
 
 log = logging.getLogger(__name__)
-
-
-def broker_task_ids(app: Celery, queues: list[str]) -> set[str]:
-    """Return the ids of every task message the Redis broker holds, queued or unacked."""
-    with app.connection_for_write() as connection:
-        channel: Channel = connection.default_channel
-        client = channel.client
-        ids = set()
-        for queue in queues:
-            # Kombu keeps one Redis list per priority step of a queue.
-            for key in {channel._q_for_pri(queue, step) for step in channel.priority_steps}:
-                for raw in client.lrange(key, 0, -1):
-                    ids.add(_task_id(json.loads(raw)))
-        # A worker takes a message off its queue, then records it as unacked: one moment
-        # in neither place. Reading the unacked set after the queues catches messages taken
-        # while the queues were read; the extra run of a page missed even so is harmless.
-        for raw in client.hvals(channel.unacked_key):
-            message, _exchange, _routing_key = json.loads(raw)
-            ids.add(_task_id(message))
-    ids.discard(None)
-    return ids
-
-
-def _task_id(message: dict) -> str | None:
-    return message.get("headers", {}).get("id")
 
 
 def lost_pages(

@@ -20,12 +20,13 @@ from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
 from . import store
+from .broker import broker_task_ids
 from .celery_app import app
 from .db import get_sessionmaker
 from .errors import PageError, Timeout
 from .fetch import Fetcher
 from .politeness import HostLimiter
-from .reconcile import broker_task_ids, lost_pages
+from .reconcile import lost_pages
 from .robots import RobotsRules
 from .settings import get_settings
 from .text import extract

@@ -16,7 +16,7 @@ import pytest
 import redis
 from conftest import row_counts, submit_job, wait_for_job
 from fixture_site import OK_COUNTS
-from processes import wait_for
+from processes import node_name, wait_for
 
 from job_manager import create_app
 
@@ -438,3 +438,20 @@ def test_cancelling_an_ended_job_changes_nothing(client, ok_job, sql):
         sql("SELECT id, status, finished_at FROM pages WHERE job_id = :job", job=ok_job["id"])
         == pages
     )
+
+
+def test_activity_shows_pages_per_second_workers_and_the_queue(crawl, client, fixture_site):
+    crawl([fixture_site.url(f"/delay?ms=50&activity={n}") for n in range(4)])
+
+    response = client.get("/api/activity?minutes=5")
+
+    assert response.status_code == 200
+    activity = response.get_json()
+    assert activity["minutes"] == 5 and activity["bucket_seconds"] == 5
+    assert sum(bucket["pages"] for bucket in activity["pages_ended"]) >= 4
+    assert isinstance(activity["queue_length"], int)
+    online = {w["name"] for w in activity["workers"] if w["online"]}
+    assert {node_name("w1"), node_name("w2")} <= online
+    assert sum(w["done"] for w in activity["workers"]) >= 4
+    newest = activity["newest_pages"][0]
+    assert newest.keys() == {"job_id", "url", "status", "worker", "elapsed_ms", "finished_at"}

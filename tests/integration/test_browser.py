@@ -15,7 +15,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from processes import wait_for
+import requests
+from processes import node_name, wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -126,3 +127,34 @@ def test_the_cancel_button_stops_a_crawl(page, manager_url, fixture_site):
         "no page shows as skipped",
     )
     assert page.locator("#cancel-form").count() == 0
+
+
+def test_the_dashboard_shows_a_worker_joining_and_the_pages_it_counts(
+    page, manager_url, fixture_site, workers
+):
+    page.goto(manager_url + "/dashboard")
+    page.evaluate("window.notReloaded = true")
+
+    def online_workers() -> set[str]:
+        cells = page.eval_on_selector_all(
+            "#workers tbody tr",
+            "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])",
+        )
+        return {name for name, online in cells if online == "yes"}
+
+    wait_for(lambda: {node_name("w1"), node_name("w2")} <= online_workers(), 15, "no workers")
+    workers.start("w3")  # an instructor adds a worker during the demo
+    try:
+        wait_for(lambda: node_name("w3") in online_workers(), 20, "w3 never showed up")
+        requests.post(
+            manager_url + "/api/jobs",
+            json={"urls": [fixture_site.url(f"/delay?ms=100&dash={n}") for n in range(6)]},
+            timeout=10,
+        ).raise_for_status()
+        wait_for(
+            lambda: page.locator("#newest tbody tr").count() >= 6, 30, "no pages on the dashboard"
+        )
+        assert page.locator("#rate-chart polyline").count() == 1
+        assert page.evaluate("window.notReloaded === true")
+    finally:
+        workers.stop("w3")
