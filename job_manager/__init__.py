@@ -12,7 +12,7 @@ from flask import Flask, Response
 
 from job_tasks.settings import Settings, get_settings
 
-from . import api, web
+from . import api, metrics, web
 from .errors import register_error_handlers
 from .extensions import csrf, limiter
 
@@ -46,6 +46,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     csrf.exempt(api.bp)  # JSON only (checked there): a cross-site form cannot send it
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
+    app.register_blueprint(metrics.bp)
 
     @app.after_request
     def security_headers(response: Response) -> Response:
