@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -197,6 +198,165 @@ def load(urls: tuple[str, ...], seconds: float, rate: float, wait_seconds: float
         click.echo(line)
     if not report.ok:
         raise SystemExit(1)
+
+
+def _counts(value: str) -> list[int]:
+    try:
+        counts = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError as err:
+        raise click.BadParameter("give worker counts like 1,2,4") from err
+    if not counts or not all(1 <= count <= 32 for count in counts):
+        raise click.BadParameter("give worker counts from 1 to 32, like 1,2,4")
+    return counts
+
+
+def _pools(value: str | None) -> list[str]:
+    from .bench import POOLS
+
+    pools = [part.strip() for part in (value or _settings().worker_pool).split(",") if part]
+    unknown = [pool for pool in pools if pool not in POOLS]
+    if unknown or not pools:
+        raise click.BadParameter(f"choose from {', '.join(POOLS)} (comma-separated)")
+    if "gevent" in pools:
+        try:
+            import gevent  # noqa: F401
+        except ImportError as err:
+            raise click.BadParameter("the gevent pool needs gevent: pip install gevent") from err
+    return pools
+
+
+@main.command()
+@click.option("--pages", "-n", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--latency-ms",
+    default=100,
+    show_default=True,
+    type=click.IntRange(0, 10_000),
+    help="How long the demo site waits before answering each request.",
+)
+@click.option(
+    "--workers",
+    "-w",
+    "worker_counts",
+    default="1,2,4",
+    show_default=True,
+    help="Worker counts to measure, comma-separated; one crawl each.",
+)
+@click.option(
+    "--pool",
+    default=None,
+    help="Celery pool(s) of the workers, comma-separated: prefork, threads, gevent, solo "
+    "[default: WORDCRAWL_WORKER_POOL's].",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    default=None,
+    type=click.IntRange(0, 1000),
+    help="Processes or threads per worker [default: WORDCRAWL_WORKER_CONCURRENCY's; "
+    "0: the pool's own, prefork one per CPU, threads 16].",
+)
+@click.option(
+    "--timeout",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(1, 86_400),
+    help="Seconds one crawl may take before the run is counted as unfinished.",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the runs."
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Draw pages/s against workers (PNG; needs matplotlib, the bench extra).",
+)
+@click.option("--keep", is_flag=True, help="Keep the bench's database and worker logs.")
+def bench(
+    pages: int,
+    latency_ms: int,
+    worker_counts: str,
+    pool: str | None,
+    concurrency: int | None,
+    timeout: float,
+    json_path: Path | None,
+    plot_path: Path | None,
+    keep: bool,
+) -> None:
+    """Crawl the demo site with 1, 2, 4... workers; print pages/s, latency, CPU, memory.
+
+    Uses the Redis and PostgreSQL of CELERY_BROKER_URL / DATABASE_URL, in an empty Redis
+    database number and a database of its own (dropped afterwards unless --keep), so a
+    running stack is never touched. Exit status 1 when a run failed or a page was not
+    counted.
+    """
+    try:
+        from .bench import BenchError, BenchPlan, run_bench, write_json, write_plot
+    except ImportError as err:  # psutil, from the bench extra
+        raise click.UsageError(f"bench needs {err.name}: pip install 'wordcrawl[bench]'") from err
+
+    settings = _settings()
+    if plot_path is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError as err:
+            raise click.UsageError(
+                "--plot needs matplotlib: pip install 'wordcrawl[bench]'"
+            ) from err
+    plan = BenchPlan(
+        pages=pages,
+        latency_ms=latency_ms,
+        worker_counts=_counts(worker_counts),
+        pools=_pools(pool),
+        concurrency=settings.worker_concurrency if concurrency is None else concurrency,
+        timeout=timeout,
+        keep=keep,
+    )
+    try:
+        runs = run_bench(settings, plan, echo=lambda line: click.echo(line, nl=True))
+    except BenchError as err:
+        raise click.ClickException(str(err)) from err
+    if json_path is not None:
+        write_json(runs, json_path)
+        click.echo(f"wrote {json_path}")
+    if plot_path is not None:
+        write_plot(runs, plot_path, pages, latency_ms)
+        click.echo(f"wrote {plot_path}")
+    if len(runs) < len(plan.pools) * len(plan.worker_counts) or not all(run.ok for run in runs):
+        click.echo("a run failed, or its pages were not all counted", err=True)
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("change", type=click.Choice(["add", "remove", "list"]))
+@click.option("--count", "-n", default=1, show_default=True, type=click.IntRange(1, 32))
+def workers(change: str, count: int) -> None:
+    """Add or remove workers of the `wordcrawl up` running from this folder, or list them."""
+    from .services import ServiceError
+    from .stack import WorkerControl
+
+    control = WorkerControl(Path(_settings().state_dir).resolve())
+    status = control.status()
+    if status is None:
+        raise click.ClickException("no `wordcrawl up` is running here (start one first)")
+    if change == "list":
+        click.echo(", ".join(status["workers"]))
+        return
+    current = len(status["workers"])
+    wanted = current + count if change == "add" else max(1, current - count)
+    try:
+        control.ask(wanted)
+    except ServiceError as err:
+        raise click.ClickException(str(err)) from err
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = control.status() or {"workers": []}
+        if len(status["workers"]) == wanted:
+            click.echo(f"workers: {', '.join(status['workers'])}")
+            return
+        time.sleep(0.2)
+    raise click.ClickException("`wordcrawl up` did not change its workers within 60 s")
 
 
 @main.command("demo-site")

@@ -10,6 +10,7 @@ tasks), servers a clean stop, and anything left is killed, so no process stays b
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -39,6 +40,50 @@ from .services import (
 
 DEMO_SITE_PORT = 8001
 STARTUP_TIMEOUT = 90.0
+
+
+class WorkerControl:
+    """How `wordcrawl workers add/remove` talks to a running `wordcrawl up`.
+
+    `up` publishes its pid and its workers in a small JSON file of its state folder; the
+    command writes the number of workers it wants beside it and sends SIGUSR1; `up` starts
+    or stops (warm shutdown) workers to match, and publishes the new list.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.status_path = state_dir / "up.json"
+        self.wanted_path = state_dir / "workers.wanted"
+
+    def publish(self, pid: int, workers: list[str]) -> None:
+        temporary = self.status_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"pid": pid, "workers": workers}))
+        temporary.replace(self.status_path)  # readers never see half a file
+
+    def status(self) -> dict | None:
+        try:
+            return json.loads(self.status_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def ask(self, wanted: int) -> None:
+        status = self.status()
+        if status is None:
+            raise ServiceError(f"no `wordcrawl up` is running here ({self.status_path} missing)")
+        self.wanted_path.write_text(str(wanted))
+        try:
+            os.kill(status["pid"], signal.SIGUSR1)
+        except ProcessLookupError as err:
+            raise ServiceError("the `wordcrawl up` that wrote up.json is gone") from err
+
+    def wanted(self) -> int | None:
+        try:
+            return int(self.wanted_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def clear(self) -> None:
+        self.status_path.unlink(missing_ok=True)
+        self.wanted_path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -77,10 +122,15 @@ class Stack:
         self.children: list[Child] = []
         self.env: dict[str, str] = {}
         self.stopping = False
+        self.worker_children: list[Child] = []
+        self.worker_numbers = 0  # the last n of a worker named wn
+        self.control = WorkerControl(self.state_dir)
+        self.rescale = False  # set by SIGUSR1: `wordcrawl workers add/remove` asked
 
     def run(self) -> None:
         """Start everything, print where it is, and wait for Ctrl-C (or SIGTERM)."""
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        signal.signal(signal.SIGUSR1, self._ask_rescale)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         exit_code = 0
         try:
@@ -131,9 +181,8 @@ class Stack:
         self._run_once("init-db", [*cli, "init-db"])
         demo = self._spawn("demo-site", [*cli, "demo-site", "--port", str(demo_port)])
         wait_until(lambda: _port_open(demo_port), 15, "the demo site", demo.process)
-        for n in range(1, self.workers + 1):
-            # Workers get time for a warm shutdown: finish the page, or hand it back.
-            self._spawn(f"worker w{n}", worker_command(f"w{n}", self.settings), stop_timeout=30.0)
+        for _ in range(self.workers):
+            self._add_worker()
         flower_db = self.state_dir / "flower" / "flower.db"
         flower_db.parent.mkdir(parents=True, exist_ok=True)
         flower = self._spawn("flower", flower_command(flower_port, flower_db))
@@ -160,11 +209,13 @@ class Stack:
             "fetch on this machine; try it in the form)\n"
             f"  broker        {describe(broker_url)}{_origin(redis_server)}\n"
             f"  database      {describe(database_url)}{_origin(pg_server)}\n"
-            f"  workers       {', '.join(f'w{n}' for n in range(1, self.workers + 1))}\n"
+            f"  workers       {', '.join(self.worker_names())}   "
+            "(more: wordcrawl workers add; fewer: wordcrawl workers remove)\n"
             f"  logs          {self.log_dir}/\n"
             "Press Ctrl-C to stop everything.",
             flush=True,
         )
+        self.control.publish(os.getpid(), self.worker_names())
 
     def _start_server(self, server: ServerProcess | None) -> str | None:
         """Start an embedded server (registered first, so Ctrl-C during start stops it)."""
@@ -175,9 +226,41 @@ class Stack:
         server.start()
         return server.url
 
+    def worker_names(self) -> list[str]:
+        return [child.name.removeprefix("worker ") for child in self.worker_children]
+
+    def _add_worker(self) -> None:
+        self.worker_numbers += 1
+        name = f"w{self.worker_numbers}"
+        # Workers get time for a warm shutdown: finish the page, or hand it back.
+        child = self._spawn(f"worker {name}", worker_command(name, self.settings), 30.0)
+        self.worker_children.append(child)
+
+    def _remove_worker(self) -> None:
+        child = self.worker_children.pop()
+        self.children.remove(child)
+        child.stop()  # SIGTERM: a warm shutdown, nothing is lost
+
+    def _ask_rescale(self, signum: int, frame: object) -> None:
+        self.rescale = True  # acted on in _watch, not inside the signal handler
+
+    def _apply_rescale(self) -> None:
+        self.rescale = False
+        wanted = self.control.wanted()
+        if wanted is None:
+            return
+        while len(self.worker_children) < wanted:
+            self._add_worker()
+        while len(self.worker_children) > max(1, wanted):
+            self._remove_worker()
+        print(f"workers now: {', '.join(self.worker_names())}", flush=True)
+        self.control.publish(os.getpid(), self.worker_names())
+
     def _watch(self) -> None:
         """Wait until Ctrl-C; if a piece dies on its own, stop the rest and say why."""
         while True:
+            if self.rescale:
+                self._apply_rescale()
             for child in self.children:
                 if child.process.poll() is not None:
                     raise ServiceError(
@@ -194,6 +277,7 @@ class Stack:
             child.stop()
         for server in reversed(self.servers):
             server.stop()
+        self.control.clear()
         print("wordcrawl stopped", flush=True)
 
     def _spawn(self, name: str, argv: list[str], stop_timeout: float = 10.0) -> Child:

@@ -33,6 +33,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend": settings.celery_result_backend,
         "result_extended": True,  # keep the task name, args and worker in celery_taskmeta
         "database_create_tables_at_setup": False,  # `wordcrawl init-db` creates them once
+        # One result backend per process, not one per thread: it opens a session per
+        # call, which is safe from any thread, and so a threads pool shares one pool of
+        # PostgreSQL connections (see db.py) instead of one backend per thread.
+        "result_backend_thread_safe": True,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],

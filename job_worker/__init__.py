@@ -6,6 +6,6 @@ this package, `job_tasks`, and two environment variables (CELERY_BROKER_URL, DAT
 beside this file runs the same command.
 """
 
-from .command import worker_command
+from .command import worker_command, worker_concurrency
 
-__all__ = ["worker_command"]
+__all__ = ["worker_command", "worker_concurrency"]

@@ -153,7 +153,7 @@ def port_of(url: str) -> int:
     return port
 
 
-def run_stack_once(env: dict[str, str], cwd: Path) -> dict[str, str]:
+def run_stack_once(env: dict[str, str], cwd: Path, scale: bool = False) -> dict[str, str]:
     """Start `wordcrawl up`, crawl one page through it, stop it; check all of it.
 
     Returns the banner's broker and database lines and the command lines of the
@@ -204,6 +204,8 @@ def run_stack_once(env: dict[str, str], cwd: Path) -> dict[str, str]:
             return set(response.json()) == wanted
 
         wait_for(flower_lists_the_workers, 30, f"Flower did not list {sorted(wanted)}", 0.5)
+        if scale:
+            add_and_remove_a_worker(env, cwd, manager_url)
 
         family = psutil.Process(up.process.pid).children(recursive=True)
         commands = [" ".join(proc.cmdline()) for proc in family]
@@ -224,6 +226,31 @@ def run_stack_once(env: dict[str, str], cwd: Path) -> dict[str, str]:
         "database": banner["database"].group(1),
         "commands": "\n".join(commands),
     }
+
+
+def add_and_remove_a_worker(env: dict[str, str], cwd: Path, manager_url: str) -> None:
+    """`wordcrawl workers add` / `remove` change the running stack's workers."""
+
+    def workers(*args: str) -> str:
+        result = subprocess.run(
+            [*wordcrawl_command(), "workers", *args],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout.strip()
+
+    def online() -> int:
+        return requests.get(manager_url + "/api/health", timeout=10).json()["workers"]
+
+    assert workers("add") == "workers: w1, w2, w3"
+    wait_for(lambda: online() == 3, 30, "the third worker never answered", 0.5)
+    assert workers("remove") == "workers: w1, w2"
+    wait_for(lambda: online() == 2, 30, "the third worker did not go", 0.5)
+    assert workers("list") == "w1, w2"
 
 
 def database_exists(server_url: str, name: str) -> bool:
@@ -267,7 +294,7 @@ def test_up_uses_the_running_servers_and_creates_its_database(services, new_data
     )
     try:
         started = time.monotonic()
-        lines = run_stack_once(env, tmp_path)
+        lines = run_stack_once(env, tmp_path, scale=True)
         print(f"wordcrawl up with running servers: {time.monotonic() - started:.1f} s")
     finally:
         release_redis_database(broker_url)

@@ -1,8 +1,11 @@
 """Word rules 3 to 5 of the contract: how text becomes counted words (job_tasks/words.py)."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nltk.tokenize import RegexpTokenizer
 
-from job_tasks.words import count_words, english_stopwords, tokenize
+from job_tasks.words import TOKENIZER, WORD_PATTERN, count_words, english_stopwords, tokenize
 
 
 def test_text_splits_into_case_folded_words():
@@ -124,3 +127,10 @@ def test_stopwords_are_still_counted():
 
 def test_soft_hyphen_does_not_split_a_word():
     assert tokenize("co\u00adoperate") == ["cooperate"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=200))
+def test_the_tokenizer_splits_as_nltks_own_regexp_tokenizer(text):
+    # WordTokenizer only leaves out NLTK's match timeout; the words must be the same.
+    assert TOKENIZER.tokenize(text) == RegexpTokenizer(WORD_PATTERN).tokenize(text)
