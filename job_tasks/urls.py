@@ -50,6 +50,10 @@ def normalize_url(url: str, max_length: int = 2048) -> str:
         raise BadUrl("the URL has a backslash before its path")
     if port == 0:
         raise BadUrl("the URL has port 0")
+    after_bracket = parts.netloc.rpartition("@")[2].partition("]")[2]
+    if after_bracket and not after_bracket.startswith(":"):
+        # urllib ignores what follows "[::1]" unless it is ":port": refuse, not guess.
+        raise BadUrl("the URL has text after its [IPv6] host")
     netloc = _lower_host(parts.netloc)
     if port is None or port == DEFAULT_PORTS[scheme]:
         netloc = netloc.removesuffix(":" if port is None else f":{port}")

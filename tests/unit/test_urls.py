@@ -247,3 +247,9 @@ def test_a_lone_surrogate_is_refused():
     # JSON can carry "\ud800"; UTF-8, servers and PostgreSQL cannot.
     with pytest.raises(BadUrl):
         normalize_url("http://example.com/\ud800")
+
+
+@pytest.mark.parametrize("url", ["HTTP://[::1]0", "http://[::1]x/", "http://u@[::1]80/"])
+def test_text_after_an_ipv6_host_is_refused(url):
+    with pytest.raises(BadUrl, match="IPv6"):
+        normalize_url(url)
