@@ -79,6 +79,8 @@ class BenchRun:
     cpu_seconds: float
     cpu_ms_per_page: float
     peak_rss_mb: float
+    start_rss_mb: float  # the workers' memory when the crawl began, and when it ended:
+    end_rss_mb: float  # it should stay flat however many pages they count
     db_commits_per_page: float | None
     db_rows_per_page: float | None  # rows inserted, updated or deleted, per page
     machine_cpu_ms_per_page: float  # every process's: workers, PostgreSQL, Redis, the site
@@ -249,6 +251,8 @@ def _one_run(
         cpu_seconds=round(sampler.cpu_seconds, 2),
         cpu_ms_per_page=round(sampler.cpu_seconds * 1000 / pages, 2),
         peak_rss_mb=round(sampler.peak_rss / 2**20, 1),
+        start_rss_mb=round(sampler.first_rss / 2**20, 1),
+        end_rss_mb=round(sampler.last_rss / 2**20, 1),
         db_commits_per_page=None if commits is None else round(commits, 2),
         db_rows_per_page=None if rows is None else round(rows, 1),
         machine_cpu_ms_per_page=round(machine_seconds * 1000 / pages, 2),
@@ -527,7 +531,7 @@ class _Sampler:
         self.roots = roots
         self.first_cpu: dict[int, float] = {}
         self.last_cpu: dict[int, float] = {}
-        self.peak_rss = 0
+        self.peak_rss = self.first_rss = self.last_rss = 0
         self._started = False
         self._stopped = threading.Event()
         self._sample()
@@ -568,6 +572,9 @@ class _Sampler:
                 self.last_cpu[process.pid] = cpu
                 rss += memory
         self.peak_rss = max(self.peak_rss, rss)
+        self.first_rss = self.first_rss or rss
+        if rss:
+            self.last_rss = rss
 
 
 def _machine_busy_seconds() -> float:
