@@ -47,10 +47,17 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from job_tasks.db import drop_database
 from job_tasks.settings import Settings, format_allowed_hosts, sqlalchemy_url
 
 from .demo_site import DemoSite
-from .services import ServerProcess, embedded_postgres_for, embedded_redis_for, free_port
+from .services import (
+    ServerProcess,
+    embedded_postgres_for,
+    embedded_redis_for,
+    free_port,
+    port_open,
+)
 
 POOLS = ("prefork", "threads", "gevent", "solo")
 CLAIM_KEY = "wordcrawl:bench-claim"
@@ -142,7 +149,7 @@ def run_bench(
         if plan.keep:
             echo(f"keeping the database: {database_url}")
         else:
-            stack.callback(_drop_database, database_url)
+            stack.callback(drop_database, database_url)
 
         site = DemoSite(pages=plan.pages + 1, latency_ms=plan.latency_ms)
         site_url = stack.enter_context(_demo_site(site, work_dir / "demo-site.log"))
@@ -331,17 +338,6 @@ def _create_database(database_url: str) -> None:
     _dispose_shared_engine(database_url)
 
 
-def _drop_database(database_url: str) -> None:
-    _dispose_shared_engine(database_url)
-    url = make_url(sqlalchemy_url(database_url))
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
 def _dispose_shared_engine(database_url: str) -> None:
     """Close this process's pooled connections (job_tasks.db's and Celery's backend)."""
     import job_tasks
@@ -468,7 +464,7 @@ def _demo_site(site: DemoSite, log_path: Path) -> Iterator[str]:
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
     try:
-        _wait(lambda: _port_open(port), 15, "the demo site did not start", process)
+        _wait(lambda: port_open(port), 15, "the demo site did not start", process)
         yield f"http://127.0.0.1:{port}/"
     finally:
         process.terminate()
@@ -596,14 +592,6 @@ def _wait(
         if time.monotonic() > deadline:
             raise BenchError(message)
         time.sleep(0.1)
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 # --- the report -----------------------------------------------------------------------

@@ -58,6 +58,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Say whether something accepts connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """Say whether a TCP port can be bound on host (as a server would, with SO_REUSEADDR)."""
     with socket.socket() as sock:

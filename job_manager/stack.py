@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from .services import (
     embedded_redis_for,
     free_port,
     port_is_free,
+    port_open,
     wait_until,
 )
 
@@ -180,7 +180,7 @@ class Stack:
         cli = [sys.executable, "-m", "job_manager"]
         self._run_once("init-db", [*cli, "init-db"])
         demo = self._spawn("demo-site", [*cli, "demo-site", "--port", str(demo_port)])
-        wait_until(lambda: _port_open(demo_port), 15, "the demo site", demo.process)
+        wait_until(lambda: port_open(demo_port), 15, "the demo site", demo.process)
         for _ in range(self.workers):
             self._add_worker()
         flower_db = self.state_dir / "flower" / "flower.db"
@@ -191,7 +191,7 @@ class Stack:
         wait_until(
             lambda: _answers(manager_url + "/"), STARTUP_TIMEOUT, "the manager", manager.process
         )
-        wait_until(lambda: _port_open(flower_port), STARTUP_TIMEOUT, "Flower", flower.process)
+        wait_until(lambda: port_open(flower_port), STARTUP_TIMEOUT, "Flower", flower.process)
         wait_until(
             lambda: self._workers_online(manager_url) >= self.workers,
             STARTUP_TIMEOUT,
@@ -319,14 +319,6 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError):  # ProcessLookupError: the group is empty
         os.killpg(pgid, signal.SIGKILL)
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _answers(url: str) -> bool:

@@ -87,6 +87,24 @@ def create_database_if_missing(database_url: str) -> bool:
         admin.dispose()
 
 
+def drop_database(database_url: str) -> None:
+    """Drop the database named in the URL, closing every session still in it.
+
+    For the tests and benchmarks that create a database of their own; never for data.
+    """
+    engine = _engines.pop(database_url, None)
+    if engine is not None:
+        engine.dispose()
+    url = make_url(sqlalchemy_url(database_url))
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            quoted = admin.dialect.identifier_preparer.quote(url.database)
+            conn.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+    finally:
+        admin.dispose()
+
+
 def init_db(database_url: str, celery_app: Celery | None = None) -> None:
     """Create wordcrawl's tables and, given the Celery app, Celery's result tables.
 

@@ -19,7 +19,7 @@ import pytest
 import redis
 from fixture_site import MAX_BYTES, FixtureSite
 from processes import WorkerPool, wait_for
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from werkzeug.serving import make_server
 
@@ -35,7 +35,7 @@ from job_manager.services import (
 )
 from job_tasks import db as job_db
 from job_tasks.celeryconfig import celery_config
-from job_tasks.settings import Settings, get_settings, sqlalchemy_url
+from job_tasks.settings import Settings, get_settings
 
 CLAIM_KEY = "wordcrawl:test-suite-claim"
 PER_HOST_CONCURRENCY = 3  # requests to one host at once, below the workers' 4 slots
@@ -89,7 +89,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     finally:
         for engine in job_db._engines.values():
             engine.dispose()
-        _drop_database(database_url)
+        job_db.drop_database(database_url)
         release_redis_database(broker_url)
         for server in reversed(started):
             server.stop()
@@ -120,14 +120,6 @@ def _configure_this_process(env: dict[str, str]) -> None:
     os.environ.update(env)
     get_settings.cache_clear()
     job_tasks.app.conf.update(celery_config(get_settings()))
-
-
-def _drop_database(database_url: str) -> None:
-    url = make_url(sqlalchemy_url(database_url))
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import requests
 from processes import WorkerPool, wait_for
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from job_manager.services import free_port
 from job_tasks import db as job_db
 from job_tasks.celery_app import create_celery
-from job_tasks.settings import Settings, sqlalchemy_url
+from job_tasks.settings import Settings
 
 ENDED = ("done", "failed", "cancelled")
 
@@ -185,20 +185,6 @@ def create_database(database_url: str, settings: Settings) -> None:
         celery.close()
 
 
-def drop_database(database_url: str) -> None:
-    """Drop a database, closing whatever sessions are still in it."""
-    engine = job_db._engines.pop(database_url, None)
-    if engine is not None:
-        engine.dispose()
-    url = make_url(sqlalchemy_url(database_url))
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
 @contextlib.contextmanager
 def running_stack(env: dict[str, str], log_dir: Path, drop: bool = True) -> Iterator[Stack]:
     """Create the stack's database, yield the stack, and stop everything after; then drop
@@ -214,4 +200,4 @@ def running_stack(env: dict[str, str], log_dir: Path, drop: bool = True) -> Iter
             stack.close()
         finally:
             if drop:
-                drop_database(settings.database_url)
+                job_db.drop_database(settings.database_url)

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import Services, _drop_database, submit_job, wait_for_job
+from conftest import Services, submit_job, wait_for_job
 from nbclient import NotebookClient
 from sqlalchemy.engine import make_url
 
 import job_tasks
 from job_tasks import db as job_db
+from job_tasks.db import drop_database
 from job_tasks.settings import sqlalchemy_url
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -73,7 +74,7 @@ def empty_database_url(services: Services) -> Iterator[str]:
     finally:
         backend.session_manager.get_engine(backend.url).dispose()
         job_db._engines.pop(url).dispose()
-        _drop_database(url)
+        drop_database(url)
 
 
 def execute(name: str, database_url: str, **env: str):

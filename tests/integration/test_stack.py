@@ -32,6 +32,7 @@ from processes import node_name, wait_for
 from sqlalchemy.engine import make_url
 
 from job_manager.services import free_port, port_is_free
+from job_tasks.db import drop_database
 
 START_TIMEOUT = 180.0  # a first embedded PostgreSQL runs initdb
 STOP_TIMEOUT = 60.0
@@ -261,18 +262,6 @@ def database_exists(server_url: str, name: str) -> bool:
         return cursor.fetchone() is not None
 
 
-def drop_database(server_url: str, name: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(server_url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def new_database(services):
     """A database name on the session's PostgreSQL that does not exist yet; dropped after."""
@@ -280,8 +269,9 @@ def new_database(services):
     server = server_url.render_as_string(hide_password=False)
     name = f"wordcrawl_test_up_{uuid.uuid4().hex[:12]}"
     assert not database_exists(server, name)
-    yield server_url.set(database=name).render_as_string(hide_password=False), server, name
-    drop_database(server, name)
+    database_url = server_url.set(database=name).render_as_string(hide_password=False)
+    yield database_url, server, name
+    drop_database(database_url)
 
 
 def test_up_uses_the_running_servers_and_creates_its_database(services, new_database, tmp_path):
