@@ -47,7 +47,7 @@ def create_job() -> tuple[Response, int]:
         data = None
     if data is None:
         raise ApiError(400, "invalid_json", "the body is not valid JSON")
-    job_id = submit_job(sessions(), parse_job_request(data, settings()))
+    job_id = submit_job(sessions(), parse_job_request(data, settings()), settings())
     url = url_for("api.get_job", job_id=job_id)
     return jsonify({"id": str(job_id), "status": "queued", "url": url}), 202
 

@@ -13,7 +13,7 @@ fixed latency, waits until every page has ended, and reports:
 
 It checks that every page was counted and that the words stored add up to the words the
 demo site served. The pages are submitted as seed URLs at depth 0, in jobs of at most
-WORDCRAWL_MAX_URLS_PER_JOB URLs, through the manager's own `submit_job`: a depth-limited
+WORDCRAWL_MAX_URLS_PER_JOB URLs, through `start_job` as the API does: a depth-limited
 crawl of the demo site reaches only a few dozen pages (depth at most 3) and spends its
 start waiting for the first pages' links, which measures the tree, not the workers.
 
@@ -208,9 +208,9 @@ def _one_run(
     log_dir: Path,
 ) -> BenchRun:
     """Start `count` workers, crawl the URLs, stop the workers; return the figures."""
-    from job_manager.jobs import JobRequest, submit_job
     from job_tasks.db import get_sessionmaker
     from job_tasks.settings import get_settings
+    from job_tasks.submission import JobRequest, start_job
     from job_worker import worker_concurrency
 
     settings = Settings.from_env(env)
@@ -228,7 +228,7 @@ def _one_run(
         per_job = get_settings().max_urls_per_job
         for start in range(0, len(urls), per_job):
             chunk = urls[start : start + per_job]
-            submit_job(sessions, JobRequest(chunk, depth=0, max_pages=len(chunk)))
+            start_job(sessions, JobRequest(chunk, 0, len(chunk)), settings.job_pages_in_broker)
         deadline = time.monotonic() + plan.timeout
         while _open_jobs(engine):
             if time.monotonic() > deadline:

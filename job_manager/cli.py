@@ -100,11 +100,25 @@ def serve(host: str, port: int, processes: int) -> None:
     show_default=True,
     help="Node name (NAME@host); every worker needs its own.",
 )
-def worker(name: str) -> None:
+@click.option(
+    "--queues",
+    "-Q",
+    default="",
+    help="Comma-separated queues to take tasks from: crawl, housekeeping (default: both).",
+)
+def worker(name: str, queues: str) -> None:
     """Run one Celery worker."""
+    from job_tasks.celeryconfig import QUEUES
     from job_worker import worker_command
 
-    argv = worker_command(name, _settings())
+    chosen = [queue.strip() for queue in queues.split(",") if queue.strip()]
+    unknown = sorted(set(chosen) - set(QUEUES))
+    if unknown:
+        raise click.BadParameter(
+            f"unknown queue {unknown[0]!r}; the queues are {', '.join(QUEUES)}",
+            param_hint="--queues",
+        )
+    argv = worker_command(name, _settings(), queues=chosen)
     os.execv(argv[0], argv)
 
 

@@ -1,23 +1,20 @@
-"""Accept a job: check the request, record the job and its pages, then send the tasks.
+"""Accept a job: check the request against the contract, then start it, or cancel one.
 
-The first step of the flow (submit → broker). The job is written to PostgreSQL *before*
-its tasks are sent, so a worker never receives a page that is not yet in the database.
+The first step of the flow (submit → broker): what the API and the web form share.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from job_tasks.models import OPEN_JOB_STATUSES, Job, JobUrl, Page
+from job_tasks.models import OPEN_JOB_STATUSES, Job, Page
 from job_tasks.settings import Settings
-from job_tasks.store import NewPage
-from job_tasks.tasks import enqueue_pages
+from job_tasks.submission import JobRequest, start_job
 from job_tasks.urls import BadUrl, normalize_url
 
 from .errors import ApiError
@@ -25,15 +22,6 @@ from .errors import ApiError
 JOB_FIELDS = ("urls", "depth", "max_pages")
 DEFAULT_DEPTH = 0
 DEFAULT_MAX_PAGES = 100
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    """A checked submission: seed URLs (normalised, without repeats), depth, max_pages."""
-
-    urls: list[str]
-    depth: int
-    max_pages: int
 
 
 def parse_job_request(data: Any, settings: Settings) -> JobRequest:
@@ -85,54 +73,16 @@ def _integer(data: dict, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def submit_job(sessions: sessionmaker[Session], job: JobRequest) -> uuid.UUID:
-    """Record a job and its first pages, then send one task per page; return the job id.
+def submit_job(sessions: sessionmaker[Session], job: JobRequest, settings: Settings) -> uuid.UUID:
+    """Record a job and send its first pages (job_tasks.submission); return the job id.
 
     If the broker cannot take the tasks, the job is removed again and ApiError(503) is
     raised: a job is accepted only when its work is on its way.
     """
-    job_id, pages = record_job(sessions, job)
     try:
-        enqueue_pages(pages)
+        return start_job(sessions, job, settings.job_pages_in_broker)
     except BrokerError as err:
-        _forget_job(sessions, job_id)
         raise ApiError(503, "unavailable", "the broker is not answering; try again") from err
-    return job_id
-
-
-def record_job(sessions: sessionmaker[Session], job: JobRequest) -> tuple[uuid.UUID, list[NewPage]]:
-    """Write a job, its seed URLs and its first pages (queued) in one transaction."""
-    job_id = uuid.uuid4()
-    with sessions.begin() as session:
-        session.execute(
-            insert(Job).values(id=job_id, status="queued", depth=job.depth, max_pages=job.max_pages)
-        )
-        session.execute(
-            insert(JobUrl),
-            [{"job_id": job_id, "position": i, "url": url} for i, url in enumerate(job.urls)],
-        )
-        # Each page gets its Celery task id now, so celery_taskmeta and pages join on it.
-        rows = session.execute(
-            insert(Page).returning(Page.id, Page.task_id, sort_by_parameter_order=True),
-            [
-                {
-                    "job_id": job_id,
-                    "url": url,
-                    "depth": 0,
-                    "status": "queued",
-                    "task_id": str(uuid.uuid4()),
-                }
-                for url in job.urls
-            ],
-        ).all()
-    return job_id, [(row.id, row.task_id) for row in rows]
-
-
-def _forget_job(sessions: sessionmaker[Session], job_id: uuid.UUID) -> None:
-    with sessions.begin() as session:
-        session.execute(delete(Page).where(Page.job_id == job_id))
-        session.execute(delete(JobUrl).where(JobUrl.job_id == job_id))
-        session.execute(delete(Job).where(Job.id == job_id))
 
 
 def cancel_job(sessions: sessionmaker[Session], job_id: uuid.UUID) -> bool:

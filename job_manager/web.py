@@ -36,7 +36,7 @@ def submit() -> Response | tuple[str, int]:
             "depth": _form_integer(form.get("depth", "0"), "depth"),
             "max_pages": _form_integer(form.get("max_pages", str(DEFAULT_MAX_PAGES)), "max_pages"),
         }
-        job_id = submit_job(sessions(), parse_job_request(data, settings()))
+        job_id = submit_job(sessions(), parse_job_request(data, settings()), settings())
     except ApiError as err:
         return _render_index(error=err, form=form), err.status
     return redirect(url_for("web.job", job_id=job_id), code=303)

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from kombu import Queue
+
 from .settings import Settings
+
+# Two queues, so that workers can be given work by kind (`wordcrawl worker --queues`):
+# pages to crawl, and the short upkeep tasks (finding lost pages, starting scheduled runs,
+# removing expired results) that must not wait behind pages. A worker started without
+# --queues takes both.
+CRAWL_QUEUE = "crawl"
+HOUSEKEEPING_QUEUE = "housekeeping"
+QUEUES = (CRAWL_QUEUE, HOUSEKEEPING_QUEUE)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -29,6 +39,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_restore_throttle": 1,
         },
         "broker_connection_retry_on_startup": True,
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_default_queue": CRAWL_QUEUE,
+        "task_routes": {
+            "job_tasks.tasks.reconcile_pages": {"queue": HOUSEKEEPING_QUEUE},
+            "job_tasks.schedules.*": {"queue": HOUSEKEEPING_QUEUE},
+            "celery.backend_cleanup": {"queue": HOUSEKEEPING_QUEUE},
+        },
         # Results (states, worker, timings) in PostgreSQL, beside wordcrawl's own tables.
         "result_backend": settings.celery_result_backend,
         "result_extended": True,  # keep the task name, args and worker in celery_taskmeta

@@ -13,7 +13,7 @@ from celery import Celery
 from celery.concurrency import get_implementation
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.signals import worker_init, worker_process_init
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -113,6 +113,7 @@ def init_db(database_url: str, celery_app: Celery | None = None) -> None:
     """
     engine = get_engine(database_url)
     Base.metadata.create_all(engine)
+    _add_missing_columns(engine)
     for table in Base.metadata.sorted_tables:
         for index in table.indexes:
             index.create(engine, checkfirst=True)
@@ -120,3 +121,25 @@ def init_db(database_url: str, celery_app: Celery | None = None) -> None:
         # Opening a result session makes Celery's backend create celery_taskmeta and
         # celery_tasksetmeta (with the result_extended columns) if they are missing.
         celery_app.backend.ResultSession().close()
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the nullable or defaulted columns the models gained since a table was created.
+
+    Enough for a teaching project's few additive changes; a project whose tables change
+    in other ways (renames, types) would use migrations (Alembic).
+    """
+    existing = inspect(engine)
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            present = {column["name"] for column in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                ddl = f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {column.name} "
+                ddl += column.type.compile(engine.dialect)
+                if column.server_default is not None:
+                    ddl += f" DEFAULT {column.server_default.arg}"
+                    ddl += "" if column.nullable else " NOT NULL"
+                conn.execute(text(ddl))
+                log.info("added column %s.%s", table.name, column.name)

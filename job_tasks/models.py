@@ -67,6 +67,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The schedule this job is a run of (contract, section 8); null for a job submitted once.
+    schedule_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
 
 
 class JobUrl(Base):
@@ -107,6 +109,8 @@ class Page(Base):
     error: Mapped[str | None] = mapped_column(Text)
     message: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(Text)
+    # Given when the page is sent to the broker; a queued page without one is waiting for
+    # its job's turn (fair sharing, store.py).
     task_id: Mapped[str | None] = mapped_column(Text)
     queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

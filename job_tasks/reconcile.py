@@ -19,12 +19,13 @@ import logging
 from datetime import timedelta
 
 from celery import bootsteps
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, distinct, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from .celeryconfig import HOUSEKEEPING_QUEUE
 from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page
 from .settings import get_settings
-from .store import NewPage
+from .store import NewPage, lock_job, release_pages
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ def lost_pages(
         rows = session.execute(
             select(Page.id, Page.task_id, Job.status)
             .join(Job, Job.id == Page.job_id)
-            .where(Page.status.in_(OPEN_PAGE_STATUSES), is_old)
+            # Pages without a task id wait for their job's turn (fair sharing): no
+            # message stands for them yet, by design.
+            .where(Page.status.in_(OPEN_PAGE_STATUSES), Page.task_id.is_not(None), is_old)
         ).all()
         orphans = [row for row in rows if row.task_id not in held]
         ended_job = [row.id for row in orphans if row.status not in OPEN_JOB_STATUSES]
@@ -59,6 +62,31 @@ def lost_pages(
     return [(row.id, row.task_id) for row in orphans if row.status in OPEN_JOB_STATUSES]
 
 
+def starved_jobs(sessions: sessionmaker[Session], in_broker: int) -> list[NewPage]:
+    """Release the waiting pages of open jobs that have room in the broker.
+
+    Every page that ends releases the next of its job in the same transaction, so this
+    finds work only when something changed underneath: WORDCRAWL_JOB_PAGES_IN_BROKER
+    raised, or failed pages queued again. It is the safety net that keeps a job moving.
+    """
+    to_send: list[NewPage] = []
+    with sessions.begin() as session:
+        conn = session.connection()
+        waiting = conn.execute(
+            select(distinct(Page.job_id))
+            .join(Job, Job.id == Page.job_id)
+            .where(
+                Page.status == "queued",
+                Page.task_id.is_(None),
+                Job.status.in_(OPEN_JOB_STATUSES),
+            )
+        ).scalars()
+        for job_id in list(waiting):
+            if lock_job(conn, job_id).status in OPEN_JOB_STATUSES:
+                to_send += release_pages(conn, job_id, in_broker)
+    return to_send
+
+
 class ReconcileTimer(bootsteps.StartStopStep):
     """A worker step: every WORDCRAWL_RECONCILE_SECONDS, ask for a reconcile_pages run."""
 
@@ -69,7 +97,10 @@ class ReconcileTimer(bootsteps.StartStopStep):
         self.period = get_settings().reconcile_seconds
 
     def start(self, worker) -> None:
-        self.entry = worker.timer.call_repeatedly(self.period, self.request_run, (worker,))
+        # Only workers that take housekeeping tasks ask for them: a worker started for the
+        # crawl queue alone must not fill a queue nobody reads.
+        if HOUSEKEEPING_QUEUE in worker.app.amqp.queues.consume_from:
+            self.entry = worker.timer.call_repeatedly(self.period, self.request_run, (worker,))
 
     def stop(self, worker) -> None:
         if self.entry is not None:

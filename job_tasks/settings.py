@@ -65,6 +65,9 @@ class Settings:
     worker_concurrency: int = 0  # 0: the pool's default (see job_worker.worker_concurrency)
     task_time_limit: int = 120  # seconds; a hard stop for a task that hangs beyond page_timeout
     reconcile_seconds: int = 30  # how often lost task messages are looked for (reconcile.py)
+    # Fair sharing: at most this many pages of one job are in the broker at once (waiting
+    # or running); the rest wait in PostgreSQL and are sent as its pages end (store.py).
+    job_pages_in_broker: int = 16
 
     # `wordcrawl up`.
     state_dir: str = ".wordcrawl"
@@ -138,6 +141,9 @@ class Settings:
             ),
             reconcile_seconds=read.integer(
                 "WORDCRAWL_RECONCILE_SECONDS", cls.reconcile_seconds, minimum=1
+            ),
+            job_pages_in_broker=read.integer(
+                "WORDCRAWL_JOB_PAGES_IN_BROKER", cls.job_pages_in_broker, minimum=1
             ),
             state_dir=read.text("WORDCRAWL_STATE_DIR", cls.state_dir),
         )

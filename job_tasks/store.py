@@ -11,6 +11,12 @@ whether a URL is new, and the lock makes the count against max_pages exact. The 
 makes ending the job exact: when two workers finish the last two pages at once, exactly
 one of them sees no page left and ends the job.
 
+Fair sharing: a job has at most `in_broker` pages in the broker at once (waiting or
+running). Its other pages wait in PostgreSQL as `queued` with no task id yet; each page
+that ends releases the next of its job (`release_pages`), under the same job lock. So a
+1,000-page crawl holds a few places in the queue, and a one-page job submitted during it
+waits behind those few, not behind the whole crawl.
+
 The statements run on the session's connection (Core), not through the ORM: a worker
 writes two transactions per page, and the ORM's bookkeeping of objects nobody reads back
 cost a third of the time they take.
@@ -22,7 +28,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Row, exists, func, select, text, update
+from sqlalchemy import Connection, Row, Text, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -101,12 +107,12 @@ def claim_page(
 
 
 def finish_page(
-    sessions: sessionmaker[Session], page: ClaimedPage, result: CountedPage
+    sessions: sessionmaker[Session], page: ClaimedPage, result: CountedPage, in_broker: int
 ) -> list[NewPage] | None:
     """Store a counted page, its words and the pages it leads to, in one transaction.
 
-    Returns the new pages to enqueue (after the commit, so a worker taking one finds its
-    row), or None if this page had already ended (a task delivered twice).
+    Returns the pages to send to the broker now (after the commit, so a worker taking one
+    finds its row), or None if this page had already ended (a task delivered twice).
     """
     with sessions.begin() as session:
         conn = session.connection()
@@ -139,18 +145,25 @@ def finish_page(
                     "counts": list(result.counts.values()),
                 },
             )
-        job = _lock_job(conn, page.job_id)
-        new_pages: list[NewPage] = []
-        if job.status in OPEN_JOB_STATUSES and page.depth < job.depth:
-            new_pages = _add_pages(conn, job, result.links, page.depth + 1)
+        job = lock_job(conn, page.job_id)
+        if job.status not in OPEN_JOB_STATUSES:
+            return []
+        if page.depth < job.depth:
+            _add_pages(conn, job, result.links, page.depth + 1)
+        to_send = release_pages(conn, job.id, in_broker)
         _end_job_if_complete(conn, job)
-    return new_pages
+    return to_send
 
 
 def fail_page(
-    sessions: sessionmaker[Session], page: ClaimedPage, error: PageError, elapsed_ms: int
-) -> bool:
-    """Store why a page could not be counted; False if it had already ended."""
+    sessions: sessionmaker[Session],
+    page: ClaimedPage,
+    error: PageError,
+    elapsed_ms: int,
+    in_broker: int,
+) -> list[NewPage] | None:
+    """Store why a page could not be counted; return the pages to send now in its place,
+    or None if it had already ended."""
     with sessions.begin() as session:
         conn = session.connection()
         ended = conn.execute(
@@ -167,12 +180,52 @@ def fail_page(
             .returning(Page.id)
         ).one_or_none()
         if ended is None:
-            return False
-        _end_job_if_complete(conn, _lock_job(conn, page.job_id))
-    return True
+            return None
+        job = lock_job(conn, page.job_id)
+        if job.status not in OPEN_JOB_STATUSES:
+            return []
+        to_send = release_pages(conn, job.id, in_broker)
+        _end_job_if_complete(conn, job)
+    return to_send
 
 
-def _lock_job(conn: Connection, job_id: uuid.UUID) -> Row:
+def release_pages(conn: Connection, job_id: uuid.UUID, in_broker: int) -> list[NewPage]:
+    """Give task ids to a job's next waiting pages, so that `in_broker` of its pages are in
+    the broker at once; return them, to be sent after the commit.
+
+    Call with the job's row locked (two finishers must not both fill the same places).
+    Pages are released in the order they were found, so a crawl still goes level by level.
+    """
+    sent = conn.execute(
+        select(func.count())
+        .select_from(Page)
+        .where(
+            Page.job_id == job_id,
+            Page.status.in_(OPEN_PAGE_STATUSES),
+            Page.task_id.is_not(None),
+        )
+    ).scalar_one()
+    room = in_broker - sent
+    if room <= 0:
+        return []
+    waiting = (
+        select(Page.id)
+        .where(Page.job_id == job_id, Page.status == "queued", Page.task_id.is_(None))
+        .order_by(Page.id)
+        .limit(room)
+    )
+    rows = conn.execute(
+        update(Page)
+        .where(Page.id.in_(waiting.scalar_subquery()))
+        # queued_at: when the page entered the broker's queue (the reconciler gives a
+        # page that long to show up there before it counts its message as lost).
+        .values(task_id=func.gen_random_uuid().cast(Text), queued_at=func.now())
+        .returning(Page.id, Page.task_id)
+    ).all()
+    return sorted((row.id, row.task_id) for row in rows)
+
+
+def lock_job(conn: Connection, job_id: uuid.UUID) -> Row:
     """Lock a job's row until the transaction ends; concurrent finishers take turns."""
     return conn.execute(
         select(Job.id, Job.status, Job.depth, Job.max_pages)
@@ -181,8 +234,11 @@ def _lock_job(conn: Connection, job_id: uuid.UUID) -> Row:
     ).one()
 
 
-def _add_pages(conn: Connection, job: Row, urls: Iterable[str], depth: int) -> list[NewPage]:
-    """Add the URLs a job has not seen yet as queued pages, up to its max_pages in all."""
+def _add_pages(conn: Connection, job: Row, urls: Iterable[str], depth: int) -> None:
+    """Add the URLs a job has not seen yet as queued pages, up to its max_pages in all.
+
+    They get no task id yet: `release_pages` sends them when the job has room.
+    """
     room = (
         job.max_pages
         - conn.execute(
@@ -191,7 +247,7 @@ def _add_pages(conn: Connection, job: Row, urls: Iterable[str], depth: int) -> l
     )
     candidates = list(dict.fromkeys(urls))  # unique, in the order the page lists them
     if room <= 0 or not candidates:
-        return []
+        return
     seen = set(
         conn.execute(
             select(Page.url).where(Page.job_id == job.id, Page.url.in_(candidates))
@@ -199,19 +255,13 @@ def _add_pages(conn: Connection, job: Row, urls: Iterable[str], depth: int) -> l
     )
     fresh = [url for url in candidates if url not in seen][:room]
     if not fresh:
-        return []
+        return
     # ON CONFLICT: the unique (job_id, url) row has the last word, should the check above
     # ever miss a row (it cannot while the job's row is locked, but the index is the rule).
-    rows = conn.execute(
-        insert(Page)
-        .on_conflict_do_nothing(index_elements=["job_id", "url"])
-        .returning(Page.id, Page.task_id),
-        [
-            {"job_id": job.id, "url": url, "depth": depth, "task_id": str(uuid.uuid4())}
-            for url in fresh
-        ],
+    conn.execute(
+        insert(Page).on_conflict_do_nothing(index_elements=["job_id", "url"]),
+        [{"job_id": job.id, "url": url, "depth": depth} for url in fresh],
     )
-    return [(row.id, row.task_id) for row in rows]
 
 
 def _end_job_if_complete(conn: Connection, job: Row) -> None:

@@ -26,7 +26,7 @@ from .db import get_sessionmaker
 from .errors import PageError, Timeout
 from .fetch import Fetcher
 from .politeness import HostLimiter
-from .reconcile import lost_pages
+from .reconcile import lost_pages, starved_jobs
 from .robots import RobotsRules
 from .settings import get_settings
 from .text import extract
@@ -87,12 +87,8 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
     if page.attempts > get_settings().fetch_retries + 1 + REDELIVERIES:
         # Started again and again without ending: its worker died each time (a page that
         # crashes or exhausts a worker). Stop here rather than loop forever.
-        store.fail_page(
-            sessions,
-            page,
-            Timeout(f"the page was started {page.attempts - 1} times and never finished"),
-            0,
-        )
+        gave_up = f"the page was started {page.attempts - 1} times and never finished"
+        _fail(sessions, page, Timeout(gave_up), 0)
         raise PageFailed(f"gave up after {page.attempts - 1} attempts")
     try:
         response = worker_fetcher().fetch(page.url)
@@ -119,22 +115,31 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
             response.url, document.links, get_settings().max_url_length, document.base_url
         )
         result = store.CountedPage(response.status, document.title, dict(counts), elapsed_ms, links)
-        new_pages = store.finish_page(sessions, page, result)
-        if new_pages:
-            enqueue_pages(new_pages)
+        next_pages = store.finish_page(sessions, page, result, get_settings().job_pages_in_broker)
+        if next_pages:
+            enqueue_pages(next_pages)
         return {
             "page_id": page.id,
             "url": page.url,
             "status": "done",
             "word_count": result.word_count,
             "unique_words": len(result.counts),
-            "new_pages": len(new_pages or ()),
+            "links": len(result.links),
         }
 
     if error.transient and self.request.retries < get_settings().fetch_retries:
         raise self.retry(countdown=_retry_delay(error, self.request.retries), exc=error)
-    store.fail_page(sessions, page, error, round((time.monotonic() - started) * 1000))
+    _fail(sessions, page, error, round((time.monotonic() - started) * 1000))
     raise PageFailed(f"{error.code}: {error.message}")
+
+
+def _fail(sessions, page: store.ClaimedPage, error: PageError, elapsed_ms: int) -> None:
+    """Store a failed page and send the page of its job that takes its place."""
+    next_pages = store.fail_page(
+        sessions, page, error, elapsed_ms, get_settings().job_pages_in_broker
+    )
+    if next_pages:
+        enqueue_pages(next_pages)
 
 
 def _retry_delay(error: PageError, retries: int) -> float:
@@ -168,4 +173,8 @@ def reconcile_pages() -> int:
     if pages:
         log.warning("sending %d pages again whose task messages were lost", len(pages))
         enqueue_pages(pages)
-    return len(pages)
+    released = starved_jobs(sessions, settings.job_pages_in_broker)
+    if released:
+        log.info("released %d waiting pages of jobs with room in the broker", len(released))
+        enqueue_pages(released)
+    return len(pages) + len(released)

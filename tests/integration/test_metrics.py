@@ -29,7 +29,7 @@ def test_metrics_parse_and_match_the_tables(crawl, client, fixture_site, sql):
     assert samples[("wordcrawl_page_duration_seconds_count", ())] == ended
     assert samples[("wordcrawl_page_duration_seconds_bucket", (("le", "+Inf"),))] == ended
     assert samples[("wordcrawl_workers_online", ())] >= 2
-    assert ("wordcrawl_queue_length", (("queue", "celery"),)) in samples
+    assert ("wordcrawl_queue_length", (("queue", "crawl"),)) in samples
 
 
 def test_pages_ended_counter_moves_with_a_crawl(crawl, client, fixture_site):

@@ -10,8 +10,8 @@ import redis
 from conftest import submit_job, wait_for_job
 from processes import wait_for
 
-from job_manager.jobs import JobRequest, record_job
 from job_tasks.db import get_sessionmaker
+from job_tasks.submission import JobRequest, record_job
 
 
 def test_pages_recorded_but_never_sent_are_found_and_crawled(
@@ -20,7 +20,7 @@ def test_pages_recorded_but_never_sent_are_found_and_crawled(
     # A job written to PostgreSQL whose messages never reached Redis (as if the manager
     # had died between the commit and the send).
     request = JobRequest([fixture_site.url("/ok"), fixture_site.url("/plain")], 0, 10)
-    job_id, _pages = record_job(get_sessionmaker(services.database_url), request)
+    job_id, _pages = record_job(get_sessionmaker(services.database_url), request, in_broker=16)
 
     job = wait_for_job(client, str(job_id), timeout=30)
 
@@ -34,9 +34,9 @@ def test_a_job_survives_its_queued_messages_being_lost(
     broker = redis.Redis.from_url(services.broker_url)
     urls = [fixture_site.url(f"/delay?ms=300&lost={n}") for n in range(16)]
     job_id = submit_job(client, urls)
-    wait_for(lambda: broker.llen("celery") > 0, 10, "no message waits in the queue")
+    wait_for(lambda: broker.llen("crawl") > 0, 10, "no message waits in the queue")
 
-    lost = broker.delete("celery")  # the queue is gone, as after a restart without AOF
+    lost = broker.delete("crawl")  # the queue is gone, as after a restart without AOF
 
     job = wait_for_job(client, job_id, timeout=60)
     assert lost == 1
