@@ -136,6 +136,44 @@ def init_db_command() -> None:
 
 
 @main.command()
+@click.option(
+    "--older-than",
+    "days",
+    required=True,
+    type=click.IntRange(min=0),
+    metavar="DAYS",
+    help="Remove the jobs that ended more than DAYS days ago (0: every ended job).",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
+@click.option(
+    "--batch-size",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Pages removed per transaction.",
+)
+def prune(days: int, dry_run: bool, batch_size: int) -> None:
+    """Remove old ended jobs with their pages, word counts and Celery results.
+
+    Jobs still queued or running, and their pages, are never touched; schedules stay.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    from job_tasks.db import get_engine
+    from job_tasks.prune import prune as prune_jobs
+
+    engine = get_engine(_settings().database_url)
+    try:
+        report = prune_jobs(engine, days, dry_run=dry_run, batch_size=batch_size)
+    except OperationalError as err:
+        raise click.ClickException(f"the database did not answer: {err.orig}") from err
+    if dry_run:
+        click.echo(f"would remove {report.summary()} (dry run: nothing removed)")
+    else:
+        click.echo(f"removed {report.summary()} in {report.transactions} transactions")
+
+
+@main.command()
 @click.argument("urls", nargs=-1, required=True)
 @click.option(
     "--depth",

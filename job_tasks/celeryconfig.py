@@ -6,6 +6,7 @@ come from `Settings`, so this file holds decisions, not addresses.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from kombu import Queue
@@ -50,6 +51,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend": settings.celery_result_backend,
         "result_extended": True,  # keep the task name, args and worker in celery_taskmeta
         "database_create_tables_at_setup": False,  # `wordcrawl init-db` creates them once
+        # The database backend never deletes a result by itself: with result_expires set,
+        # `celery beat` schedules celery.backend_cleanup daily (04:00, on the housekeeping
+        # queue), which deletes the rows older than this. None (0 days) keeps them forever,
+        # and beat then schedules no cleanup. A job's own rows stay until `wordcrawl prune`.
+        "result_expires": (
+            timedelta(days=settings.result_expires_days) if settings.result_expires_days else None
+        ),
         # One result backend per process, not one per thread: it opens a session per
         # call, which is safe from any thread, and so a threads pool shares one pool of
         # PostgreSQL connections (see db.py) instead of one backend per thread.
@@ -76,6 +84,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             1, settings.task_time_limit - min(10, settings.task_time_limit // 2)
         ),
         # Live state for Flower and AsyncResult: queued (sent), STARTED, then the outcome.
+        # `wordcrawl beat` (one per deployment) sends one task per tick; it finds the
+        # schedules that are due and starts their runs (schedules.py). Its state lives in
+        # PostgreSQL, so beat keeps none: the in-memory scheduler writes no file. A tick
+        # expires when the next is sent, so a backlog in the broker does not pile up.
+        "beat_scheduler": "celery.beat:Scheduler",
+        "beat_schedule": {
+            "start-due-runs": {
+                "task": "job_tasks.schedules.start_due_runs",
+                "schedule": float(settings.schedule_tick_seconds),
+                "options": {"expires": settings.schedule_tick_seconds},
+            }
+        },
         "task_track_started": True,
         "task_send_sent_event": True,
         "worker_send_task_events": True,

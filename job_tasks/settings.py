@@ -68,6 +68,15 @@ class Settings:
     # Fair sharing: at most this many pages of one job are in the broker at once (waiting
     # or running); the rest wait in PostgreSQL and are sent as its pages end (store.py).
     job_pages_in_broker: int = 16
+    # Schedules: how often `wordcrawl beat` asks a worker to start the runs that are due.
+    # A run starts at most this late; a tick that finds nothing due is one small query.
+    schedule_tick_seconds: int = 10
+    # Celery's rows in celery_taskmeta are deleted this many days after their task ended
+    # (by beat's daily celery.backend_cleanup); 0 keeps them forever. Celery's default is
+    # one day, but the notebooks join pages.task_id to celery_taskmeta to show each page's
+    # task state and worker: a week keeps a course week's crawls joinable. Jobs themselves
+    # stay until `wordcrawl prune` removes them (with their Celery rows).
+    result_expires_days: int = 7
 
     # `wordcrawl up`.
     state_dir: str = ".wordcrawl"
@@ -144,6 +153,12 @@ class Settings:
             ),
             job_pages_in_broker=read.integer(
                 "WORDCRAWL_JOB_PAGES_IN_BROKER", cls.job_pages_in_broker, minimum=1
+            ),
+            schedule_tick_seconds=read.integer(
+                "WORDCRAWL_SCHEDULE_TICK_SECONDS", cls.schedule_tick_seconds, minimum=1
+            ),
+            result_expires_days=read.integer(
+                "WORDCRAWL_RESULT_EXPIRES_DAYS", cls.result_expires_days
             ),
             state_dir=read.text("WORDCRAWL_STATE_DIR", cls.state_dir),
         )

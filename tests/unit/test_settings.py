@@ -1,7 +1,15 @@
 """Settings from the environment (contract sections 1 and 7; job_tasks/settings.py)."""
 
-import pytest
+import ssl
 
+import pytest
+import redis
+from celery.app.backends import by_url
+from celery.backends.database import DatabaseBackend
+from kombu import Connection
+from sqlalchemy import create_engine
+
+from job_tasks.celeryconfig import celery_config
 from job_tasks.settings import Settings, SettingsError, parse_allowed_hosts, sqlalchemy_url
 
 
@@ -156,3 +164,46 @@ def test_result_backend_variable_wins():
     )
 
     assert settings.celery_result_backend == "redis://r/2"
+
+
+# A worker on another machine reaches the broker and the database over TLS with a password
+# (README, "Workers on other machines"): what the URLs ask for must reach the drivers.
+REMOTE_BROKER_URL = "rediss://crawler:s%40cret@broker.example.org:6380/0?ssl_cert_reqs=required"
+REMOTE_DATABASE_URL = (
+    "postgresql://crawler:s%40cret@db.example.org:5432/wordcrawl"
+    "?sslmode=verify-full&sslrootcert=/etc/wordcrawl/ca.pem"
+)
+
+
+def test_database_tls_parameters_survive_into_the_result_backend_and_the_engine():
+    settings = Settings.from_env({"DATABASE_URL": REMOTE_DATABASE_URL})
+
+    assert settings.celery_result_backend == (
+        "db+postgresql+psycopg2://crawler:s%40cret@db.example.org:5432/wordcrawl"
+        "?sslmode=verify-full&sslrootcert=/etc/wordcrawl/ca.pem"
+    )
+    # What Celery's database backend and wordcrawl's engine hand to psycopg2 (no connection).
+    backend, backend_url = by_url(settings.celery_result_backend)
+    assert backend is DatabaseBackend
+    for url in (backend_url, settings.sqlalchemy_url):
+        engine = create_engine(url)
+        _, connect_args = engine.dialect.create_connect_args(engine.url)
+        assert connect_args["sslmode"] == "verify-full"
+        assert connect_args["sslrootcert"] == "/etc/wordcrawl/ca.pem"
+        assert connect_args["password"] == "s@cret"
+        assert connect_args["host"] == "db.example.org"
+
+
+def test_rediss_broker_url_asks_for_a_verified_tls_connection():
+    settings = Settings.from_env({"CELERY_BROKER_URL": REMOTE_BROKER_URL})
+
+    # Celery's messages (kombu) ...
+    connection = Connection(celery_config(settings)["broker_url"])
+    assert connection.transport_cls == "rediss"
+    assert connection.ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    assert (connection.userid, connection.password) == ("crawler", "s@cret")
+    # ... and wordcrawl's own use of Redis (robots.txt cache, per-host limits).
+    pool = redis.Redis.from_url(settings.broker_url).connection_pool
+    assert pool.connection_class is redis.SSLConnection
+    assert pool.connection_kwargs["ssl_cert_reqs"] == "required"
+    assert pool.connection_kwargs["password"] == "s@cret"
