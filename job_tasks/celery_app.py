@@ -14,7 +14,7 @@ from .settings import Settings, get_settings
 
 def create_celery(settings: Settings) -> Celery:
     """Make a Celery app configured from wordcrawl's settings."""
-    app = Celery("wordcrawl", include=["job_tasks.tasks"])
+    app = Celery("wordcrawl", include=["job_tasks.tasks", "job_tasks.schedules"])
     app.conf.update(celery_config(settings))
     # Every worker asks now and then for lost pages to be found and sent again.
     app.steps["worker"].add(ReconcileTimer)

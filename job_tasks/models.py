@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Uuid,
     func,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
@@ -68,7 +70,35 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The schedule this job is a run of (contract, section 8); null for a job submitted once.
+    # A plain column, no foreign key: a run is kept, with this id, when its schedule is
+    # deleted, so its history can still be grouped.
     schedule_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+
+
+class Schedule(Base):
+    """A crawl repeated every N minutes or on a cron line; each run is a job (schedules.py).
+
+    `next_run_at` is the one due time not yet started: whoever moves it on (a conditional
+    UPDATE from the due time it read) starts that period's run, so a period runs once.
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        CheckConstraint("(every_minutes IS NULL) <> (cron IS NULL)", name="schedules_one_timing"),
+        CheckConstraint("every_minutes IS NULL OR every_minutes >= 1", name="schedules_minutes"),
+        Index("schedules_due", "next_run_at", postgresql_where="NOT paused"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    urls: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    depth: Mapped[int] = mapped_column(Integer)
+    max_pages: Mapped[int] = mapped_column(Integer)
+    every_minutes: Mapped[int | None] = mapped_column(Integer)
+    cron: Mapped[str | None] = mapped_column(Text)  # "m h dom mon dow", in UTC
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    next_run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class JobUrl(Base):
@@ -95,6 +125,8 @@ class Page(Base):
         # Finding a job's unfinished pages is the question asked after every page.
         Index("pages_job_id_status", "job_id", "status"),
         Index("pages_finished_at", "finished_at"),  # the dashboard's pages per second
+        # The dead letters, newest first (GET /api/failures), without reading done pages.
+        Index("pages_failed_finished_at", "finished_at", postgresql_where="status = 'failed'"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -119,6 +151,37 @@ class Page(Base):
     # How many times a worker has started this page (contract, section 8): a page whose
     # task keeps coming back (a crash, a lost message) is ended instead of looping forever.
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+ATTEMPT_OUTCOMES = ("retried", "failed")  # Celery tried the page again later / it ended failed
+
+
+class PageAttempt(Base):
+    """One start of a page that did not count it (dead letters, contract section 8).
+
+    Written only when an attempt fails (`store.record_attempt`), never for a counted page,
+    so the history of a page queued again by hand survives its new attempts. A start whose
+    worker died leaves no row: the gaps in `attempt` are those starts.
+    """
+
+    __tablename__ = "page_attempts"
+    __table_args__ = (
+        CheckConstraint(_one_of("outcome", ATTEMPT_OUTCOMES), name="page_attempts_outcome_known"),
+    )
+
+    page_id: Mapped[int] = mapped_column(
+        ForeignKey("pages.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)  # pages.attempts then
+    outcome: Mapped[str] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str | None] = mapped_column(Text)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    worker: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
 
 class WordCount(Base):

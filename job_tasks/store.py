@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import PageError
-from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page
+from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page, PageAttempt
 
 NewPage = tuple[int, str]  # (page id, task id) of a page to send to the workers
 
@@ -41,6 +41,14 @@ INSERT_WORD_COUNTS = text(
     "INSERT INTO word_counts (page_id, word, count) "
     "SELECT :page_id, word, count "
     "FROM unnest(CAST(:words AS text[]), CAST(:counts AS integer[])) AS t(word, count) "
+    "ON CONFLICT DO NOTHING"
+)
+# One failed attempt of a page, with the worker and start time of the page's row.
+RECORD_ATTEMPT = text(
+    "INSERT INTO page_attempts "
+    "(page_id, attempt, outcome, error, message, http_status, worker, started_at, finished_at) "
+    "SELECT id, :attempt, :outcome, :error, :message, :http_status, worker, started_at, now() "
+    "FROM pages WHERE id = :page_id "
     "ON CONFLICT DO NOTHING"
 )
 
@@ -181,12 +189,54 @@ def fail_page(
         ).one_or_none()
         if ended is None:
             return None
+        record_attempt(conn, page, error, "failed")
         job = lock_job(conn, page.job_id)
         if job.status not in OPEN_JOB_STATUSES:
             return []
         to_send = release_pages(conn, job.id, in_broker)
         _end_job_if_complete(conn, job)
     return to_send
+
+
+def record_attempt(conn: Connection, page: ClaimedPage, error: PageError, outcome: str) -> None:
+    """Keep a failed attempt of a page in its history (page_attempts): what went wrong,
+    on which worker, and whether Celery tries again (`retried`) or the page ended (`failed`).
+
+    Only failures are kept: a counted page writes no history row (its `done` row says it).
+    """
+    conn.execute(
+        RECORD_ATTEMPT,
+        {
+            "page_id": page.id,
+            "attempt": page.attempts,
+            "outcome": outcome,
+            "error": error.code,
+            "message": error.message,
+            "http_status": error.http_status,
+        },
+    )
+
+
+def record_retry(sessions: sessionmaker[Session], page: ClaimedPage, error: PageError) -> None:
+    """Record an attempt that failed for now and that Celery will try again (a timeout, a
+    503...), while the page is still running: the history of a transient failure."""
+    with sessions.begin() as session:
+        record_attempt(session.connection(), page, error, "retried")
+
+
+def starts_without_outcome(sessions: sessionmaker[Session], page: ClaimedPage) -> int:
+    """Count the starts of a page since its last recorded outcome, this one included.
+
+    Every attempt that fails is recorded (page_attempts), so the starts after the last
+    recorded one are starts whose worker died before it could say how it went.
+    """
+    with sessions() as session:
+        last = session.execute(
+            select(func.coalesce(func.max(PageAttempt.attempt), 0)).where(
+                PageAttempt.page_id == page.id
+            )
+        ).scalar_one()
+    return page.attempts - last
 
 
 def release_pages(conn: Connection, job_id: uuid.UUID, in_broker: int) -> list[NewPage]:

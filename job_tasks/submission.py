@@ -55,28 +55,39 @@ def record_job(
 ) -> tuple[uuid.UUID, list[NewPage]]:
     """Write a job, its seed URLs and its pages (queued) in one transaction; return the
     job's id and the pages to send now (at most `in_broker`: fair sharing, see store.py)."""
-    job_id = uuid.uuid4()
     with sessions.begin() as session:
-        session.execute(
-            insert(Job).values(
-                id=job_id,
-                status="queued",
-                depth=job.depth,
-                max_pages=job.max_pages,
-                schedule_id=schedule_id,
-            )
+        return write_job(session, job, in_broker, schedule_id)
+
+
+def write_job(
+    session: Session,
+    job: JobRequest,
+    in_broker: int,
+    schedule_id: uuid.UUID | None = None,
+) -> tuple[uuid.UUID, list[NewPage]]:
+    """Write a job as record_job does, in the caller's transaction (a scheduled run is
+    written in the same transaction that claims its period, see schedules.py)."""
+    job_id = uuid.uuid4()
+    session.execute(
+        insert(Job).values(
+            id=job_id,
+            status="queued",
+            depth=job.depth,
+            max_pages=job.max_pages,
+            schedule_id=schedule_id,
         )
-        session.execute(
-            insert(JobUrl),
-            [{"job_id": job_id, "position": i, "url": url} for i, url in enumerate(job.urls)],
-        )
-        session.execute(
-            insert(Page),
-            [{"job_id": job_id, "url": url, "depth": 0, "status": "queued"} for url in job.urls],
-        )
-        # A page gets its Celery task id when it is released to the broker, so
-        # celery_taskmeta and pages join on it.
-        pages = release_pages(session.connection(), job_id, in_broker)
+    )
+    session.execute(
+        insert(JobUrl),
+        [{"job_id": job_id, "position": i, "url": url} for i, url in enumerate(job.urls)],
+    )
+    session.execute(
+        insert(Page),
+        [{"job_id": job_id, "url": url, "depth": 0, "status": "queued"} for url in job.urls],
+    )
+    # A page gets its Celery task id when it is released to the broker, so
+    # celery_taskmeta and pages join on it.
+    pages = release_pages(session.connection(), job_id, in_broker)
     return job_id, pages
 
 

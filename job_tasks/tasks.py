@@ -84,12 +84,18 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
     if page is None:
         return {"page_id": page_id, "status": "not run: ended already or job cancelled"}
     started = time.monotonic()
-    if page.attempts > get_settings().fetch_retries + 1 + REDELIVERIES:
-        # Started again and again without ending: its worker died each time (a page that
-        # crashes or exhausts a worker). Stop here rather than loop forever.
-        gave_up = f"the page was started {page.attempts - 1} times and never finished"
-        _fail(sessions, page, Timeout(gave_up), 0)
-        raise PageFailed(f"gave up after {page.attempts - 1} attempts")
+    # Started again and again without ending: its worker died each time (a page that
+    # crashes or exhausts a worker). Stop here rather than loop forever. Only the starts
+    # since the page's last recorded outcome count: every failed attempt, retried or not,
+    # is recorded (page_attempts), so a page queued again by hand (dead letters) keeps its
+    # attempts as history and gets a fresh allowance. The history is read only for a page
+    # started that often in all, so a page's first start costs no extra query.
+    if page.attempts > 1 + REDELIVERIES:
+        unfinished = store.starts_without_outcome(sessions, page)
+        if unfinished > 1 + REDELIVERIES:
+            gave_up = f"the page was started {unfinished - 1} times and never finished"
+            _fail(sessions, page, Timeout(gave_up), 0)
+            raise PageFailed(f"gave up after {unfinished - 1} unfinished attempts")
     try:
         response = worker_fetcher().fetch(page.url)
         # Celery's STARTED says the page is being fetched; this custom state says it
@@ -128,6 +134,7 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
         }
 
     if error.transient and self.request.retries < get_settings().fetch_retries:
+        store.record_retry(sessions, page, error)  # its history (and the guard above) sees it
         raise self.retry(countdown=_retry_delay(error, self.request.retries), exc=error)
     _fail(sessions, page, error, round((time.monotonic() - started) * 1000))
     raise PageFailed(f"{error.code}: {error.message}")

@@ -1,0 +1,201 @@
+"""Repeat a crawl: when a schedule's runs are due, and the task that starts them.
+
+Flow of a scheduled run: `wordcrawl beat` (one per deployment) sends `start_due_runs`
+every WORDCRAWL_SCHEDULE_TICK_SECONDS; a worker finds the schedules whose `next_run_at`
+has come and, for each, moves `next_run_at` on with a conditional UPDATE (only if it still
+holds the due time it read) and writes the run's job in that same transaction. Two ticks
+or two beats that find the same due time race on that one row: PostgreSQL lets one UPDATE
+through and the other matches nothing, so each period starts exactly one job, and a job
+exists exactly when its period was claimed. Its first pages are then sent like any job's
+(submission.py); should the broker refuse them, the reconciler sends them later.
+
+Times are UTC. A schedule repeats every N minutes (the first run at once) or on a cron
+line "m h dom mon dow" (the first run at the next matching minute); periods missed while
+nothing ran (beat stopped, schedule paused) are not made up, only the latest one runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from celery.schedules import ParseException, crontab, crontab_parser
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from .celery_app import app
+from .db import get_sessionmaker
+from .models import Schedule
+from .settings import get_settings
+from .submission import JobRequest, write_job
+from .tasks import enqueue_pages
+
+log = logging.getLogger(__name__)
+
+DUE_BATCH = 100  # schedules started per tick at most; the next tick takes the rest
+MAX_EVERY_MINUTES = 366 * 24 * 60  # a year
+# A cron line's five fields, in cron's order, as (crontab's keyword, highest, lowest).
+CRON_FIELDS = (
+    ("minute", 59, 0),
+    ("hour", 23, 0),
+    ("day_of_month", 31, 1),
+    ("month_of_year", 12, 1),
+    ("day_of_week", 6, 0),
+)
+# Numbers, *, ranges, lists and steps; day names (mon-fri) only in the last field.
+NUMERIC_FIELD = re.compile(r"[0-9*,/-]+")
+DAY_FIELD = re.compile(r"[0-9a-zA-Z*,/-]+")
+
+
+class BadSchedule(ValueError):
+    """A schedule that cannot run: the message says why, `field` where."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When a schedule runs: every N minutes, or on a cron line (exactly one of them)."""
+
+    every_minutes: int | None = None
+    cron: str | None = None
+
+    def as_json(self) -> dict[str, int | str]:
+        """Return the timing as the API shows it: {"every_minutes": N} or {"cron": "..."}."""
+        if self.every_minutes is not None:
+            return {"every_minutes": self.every_minutes}
+        return {"cron": self.cron or ""}
+
+    def first_run(self, now: datetime) -> datetime:
+        """Return when a new schedule runs first: at once, or at the next cron minute."""
+        return now if self.every_minutes is not None else cron_next(self.cron or "", now)
+
+    def next_run(self, due: datetime, now: datetime) -> datetime:
+        """Return the due time after `due` that is still to come (missed ones are skipped)."""
+        if self.every_minutes is None:
+            return cron_next(self.cron or "", max(due, now))
+        period = timedelta(minutes=self.every_minutes)
+        missed = max(0, (now - due) // period)
+        return due + period * (missed + 1)
+
+    def resume_at(self, next_run_at: datetime, now: datetime) -> datetime:
+        """Return the next run of a schedule unpaused now.
+
+        Every N minutes: as planned, so a schedule paused past its time runs at once.
+        Cron: a time missed while paused is not made up; the next matching minute is.
+        """
+        if self.every_minutes is not None or next_run_at > now:
+            return next_run_at
+        return cron_next(self.cron or "", now)
+
+
+def parse_cron(line: str) -> crontab:
+    """Read "m h dom mon dow" into Celery's crontab; raise BadSchedule naming the field."""
+    parts = line.split()
+    if len(parts) != len(CRON_FIELDS):
+        raise BadSchedule(
+            "a cron line has 5 fields: minute hour day-of-month month day-of-week", "cron"
+        )
+    fields: dict[str, str] = {}
+    for (name, highest, lowest), part in zip(CRON_FIELDS, parts, strict=True):
+        allowed = DAY_FIELD if name == "day_of_week" else NUMERIC_FIELD
+        label = name.replace("_", " ")
+        if not allowed.fullmatch(part):
+            raise BadSchedule(f"cron {label} {part!r} is not a cron field", "cron")
+        try:
+            values = crontab_parser(highest - lowest + 1, lowest).parse(part)
+        except (ValueError, ParseException) as err:
+            raise BadSchedule(f"cron {label} {part!r}: {err}", "cron") from err
+        if not values or not all(lowest <= value <= highest for value in values):
+            raise BadSchedule(f"cron {label} must be from {lowest} to {highest}", "cron")
+        fields[name] = part
+    # Celery's crontab takes its arguments in another order than a cron line: name them.
+    try:
+        schedule = crontab(app=app, **fields)
+        _next_of(schedule, datetime.now(UTC))
+    except ValueError as err:  # e.g. day 31 of February: it never comes
+        raise BadSchedule(f"cron {line!r}: {err}", "cron") from err
+    return schedule
+
+
+def cron_next(line: str, after: datetime) -> datetime:
+    """Return the first minute after `after` that a cron line matches."""
+    return _next_of(parse_cron(line), after)
+
+
+def _next_of(schedule: crontab, after: datetime) -> datetime:
+    last, forward, _ = schedule.remaining_delta(after.astimezone(UTC))
+    return (last + forward).astimezone(UTC)
+
+
+def timing_of(schedule: Schedule) -> Timing:
+    """Return the timing stored in a schedule's row."""
+    return Timing(schedule.every_minutes, schedule.cron)
+
+
+@app.task(name="job_tasks.schedules.start_due_runs")
+def start_due_runs() -> int:
+    """Start the runs whose time has come (one per schedule and period); return how many."""
+    settings = get_settings()
+    sessions = get_sessionmaker(settings.database_url)
+    return len(start_due(sessions, settings.job_pages_in_broker))
+
+
+def start_due(
+    sessions: sessionmaker[Session], in_broker: int, now: datetime | None = None
+) -> list[uuid.UUID]:
+    """Start a run of every unpaused schedule that is due; return the new jobs' ids."""
+    now = now or datetime.now(UTC)
+    with sessions() as session:
+        due = session.scalars(
+            select(Schedule)
+            .where(Schedule.paused.is_(False), Schedule.next_run_at <= now)
+            .order_by(Schedule.next_run_at)
+            .limit(DUE_BATCH)
+        ).all()
+    started = []
+    for schedule in due:
+        job_id = start_run(sessions, schedule, now, in_broker)
+        if job_id is not None:
+            started.append(job_id)
+    return started
+
+
+def start_run(
+    sessions: sessionmaker[Session], schedule: Schedule, now: datetime, in_broker: int
+) -> uuid.UUID | None:
+    """Claim a schedule's due period and start its run; None if someone claimed it first.
+
+    The claim and the job are one transaction: a run exists exactly when its period was
+    claimed, and the period's due time, read before, is what makes the claim exclusive.
+    """
+    due = schedule.next_run_at
+    with sessions.begin() as session:
+        claimed = session.execute(
+            update(Schedule)
+            .where(
+                Schedule.id == schedule.id,
+                Schedule.next_run_at == due,
+                Schedule.paused.is_(False),
+            )
+            .values(next_run_at=timing_of(schedule).next_run(due, now), last_run_at=now)
+            .returning(Schedule.urls, Schedule.depth, Schedule.max_pages)
+        ).first()
+        if claimed is None:  # another tick or another beat started this period
+            return None
+        request = JobRequest(list(claimed.urls), claimed.depth, claimed.max_pages)
+        job_id, pages = write_job(session, request, in_broker, schedule.id)
+    log.info("schedule %s: run %s for %s", schedule.id, job_id, due.isoformat())
+    try:
+        enqueue_pages(pages)
+    except BrokerError:
+        # The job and its pages are recorded with their task ids: the reconciler
+        # (reconcile.py) finds pages no message stands for and sends them again.
+        log.warning("schedule %s: run %s waits for the reconciler", schedule.id, job_id)
+    return job_id
