@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from job_manager.cli import main as wordcrawl_cli
+from job_tasks.celeryconfig import QUEUES
 from job_tasks.settings import Settings
 from job_worker.command import worker_command
 
@@ -321,6 +322,14 @@ def test_workers_scale_with_their_own_node_names(services):
     assert "worker@$$HOSTNAME" in test or "worker@$HOSTNAME" in test
     assert "--hostname" in (argv := worker_command("worker", Settings()))
     assert argv[argv.index("--hostname") + 1] == "worker@%h"
+
+
+def test_workers_take_the_queues_given_in_worker_queues(services):
+    command = items(section(services["job_worker"], "command"))
+    assert command[:3] == ["wordcrawl", "worker", "--queues"]
+    # Both queues unless WORKER_QUEUES says otherwise, named as `wordcrawl worker` knows them.
+    default = command[3].removeprefix("${WORKER_QUEUES:-").removesuffix("}")
+    assert default.split(",") == list(QUEUES)
 
 
 def test_tables_are_created_once_before_workers_and_manager_start(services):
