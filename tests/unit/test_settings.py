@@ -1,6 +1,8 @@
 """Settings from the environment (contract sections 1 and 7; job_tasks/settings.py)."""
 
+import re
 import ssl
+from pathlib import Path
 
 import pytest
 import redis
@@ -207,3 +209,16 @@ def test_rediss_broker_url_asks_for_a_verified_tls_connection():
     assert pool.connection_class is redis.SSLConnection
     assert pool.connection_kwargs["ssl_cert_reqs"] == "required"
     assert pool.connection_kwargs["password"] == "s@cret"
+
+
+def test_every_variable_read_is_in_the_readme_configuration_table():
+    root = Path(__file__).resolve().parents[2]
+    source = (root / "job_tasks" / "settings.py").read_text()
+    variables = set(re.findall(r'read\.\w+\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    readme = (root / "README.md").read_text()
+    table = readme[readme.index("## Configuration") :]
+    table = table[: table.index("\n## ")]
+    documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", table, flags=re.MULTILINE))
+
+    assert len(variables) > 20
+    assert variables <= documented, f"not in the README: {sorted(variables - documented)}"
