@@ -1,16 +1,22 @@
 """`/metrics`: wordcrawl's numbers in Prometheus's text format, read at each scrape.
 
-The job record is the truth, so the numbers come from PostgreSQL (and the queue length
-from Redis) when Prometheus asks, not from counters kept in one manager process: any
-manager process gives the same answer, and a restart loses nothing. Prometheus computes
-pages per second itself: `rate(wordcrawl_pages_ended_total[1m])`.
+The job record is the truth, so the numbers come from PostgreSQL (and the queues from
+Redis) when Prometheus asks, not from counters kept in one manager process: any manager
+process gives the same answer, and a restart loses nothing. The histograms are built from
+the pages' rows too (prometheus_client's custom collector API), so their counts are the
+pages that ended. `wordcrawl prune` deletes old rows, which Prometheus sees as a counter
+reset. Each scrape reads the pages table once; pruning keeps that table, and the scrape,
+small.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
+import redis
 from flask import Blueprint, Response
+from kombu.exceptions import OperationalError as KombuOperationalError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (
     CollectorRegistry,
@@ -19,24 +25,59 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
 
 from job_tasks import app as celery_app
 from job_tasks.broker import queue_length
+from job_tasks.celeryconfig import QUEUES
 from job_tasks.models import JOB_STATUSES, PAGE_STATUSES, Job, Page
 
 from .extensions import limiter, sessions
 
-# Upper bounds (seconds) of the page-duration histogram's buckets.
-DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Upper bounds (seconds) of the histograms' buckets: a demo page takes about 0.1 s, a slow
+# site seconds, and no task runs past its time limit (120 s by default).
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+ENDED = ("done", "failed")  # the pages a worker ran to an end (skipped ones never ran)
+RATE_WINDOW = timedelta(minutes=1)  # wordcrawl_pages_per_second averages over this
 
 bp = Blueprint("metrics", __name__)
+
+
+def duration_histogram(
+    session: Session, name: str, doc: str, seconds: ColumnElement[float]
+) -> HistogramMetricFamily:
+    """Count the ended pages into cumulative buckets of `seconds`, by status, in one query."""
+    rows = session.execute(
+        select(
+            Page.status,
+            *(func.count().filter(seconds <= bound) for bound in DURATION_BUCKETS),
+            func.count(),
+            func.coalesce(func.sum(seconds), 0.0),
+        )
+        .where(Page.status.in_(ENDED), seconds.is_not(None))
+        .group_by(Page.status)
+    ).all()
+    by_status = {row[0]: row[1:] for row in rows}
+    histogram = HistogramMetricFamily(name, doc, labels=["status"])
+    for status in ENDED:
+        *cumulative, total, total_seconds = by_status.get(
+            status, [0] * len(DURATION_BUCKETS) + [0, 0]
+        )
+        buckets = [(str(bound), n) for bound, n in zip(DURATION_BUCKETS, cumulative, strict=True)]
+        histogram.add_metric([status], [*buckets, ("+Inf", total)], float(total_seconds))
+    return histogram
 
 
 class WordcrawlCollector:
     """Build every wordcrawl_ metric from the tables and the broker at scrape time."""
 
     def collect(self) -> Iterator[Metric]:
+        yield from self.from_tables()
+        yield from self.from_broker()
+
+    def from_tables(self) -> Iterator[Metric]:
+        """Jobs and pages by status, pages per second, and the two duration histograms."""
         with sessions()() as session:
             jobs = dict(
                 session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
@@ -44,14 +85,27 @@ class WordcrawlCollector:
             pages = dict(
                 session.execute(select(Page.status, func.count()).group_by(Page.status)).all()
             )
-            seconds = Page.elapsed_ms / 1000.0
-            bucket_counts = session.execute(
-                select(
-                    *(func.count().filter(seconds <= bound) for bound in DURATION_BUCKETS),
-                    func.count(),
-                    func.coalesce(func.sum(seconds), 0.0),
-                ).where(Page.status.in_(("done", "failed")), Page.elapsed_ms.is_not(None))
-            ).one()
+            recent = session.execute(
+                select(func.count()).where(
+                    Page.status.in_(ENDED), Page.finished_at > func.now() - RATE_WINDOW
+                )
+            ).scalar_one()
+            # elapsed_ms is the worker's own clock around fetching and counting a page
+            # (job_tasks/tasks.py); started_at to finished_at is the whole task, from
+            # claiming the page to its counts stored, by the database's clock.
+            fetch = duration_histogram(
+                session,
+                "wordcrawl_fetch_duration_seconds",
+                "Time a worker spent fetching a page and counting its words (pages.elapsed_ms).",
+                Page.elapsed_ms / 1000.0,
+            )
+            task = duration_histogram(
+                session,
+                "wordcrawl_task_duration_seconds",
+                "Time from a worker claiming a page to its result stored (pages.started_at "
+                "to finished_at).",
+                func.extract("epoch", Page.finished_at - Page.started_at),
+            )
 
         job_gauge = GaugeMetricFamily("wordcrawl_jobs", "Jobs by status.", labels=["status"])
         for status in JOB_STATUSES:
@@ -66,31 +120,35 @@ class WordcrawlCollector:
         ended = CounterMetricFamily(
             "wordcrawl_pages_ended", "Pages that ended done or failed.", labels=["status"]
         )
-        for status in ("done", "failed"):
+        for status in ENDED:
             ended.add_metric([status], pages.get(status, 0))
         yield ended
 
-        *cumulative, total, total_seconds = bucket_counts
-        buckets = [(str(bound), n) for bound, n in zip(DURATION_BUCKETS, cumulative, strict=True)]
-        histogram = HistogramMetricFamily(
-            "wordcrawl_page_duration_seconds",
-            "Time a worker spent on a page: fetch, count and store.",
+        yield GaugeMetricFamily(
+            "wordcrawl_pages_per_second",
+            "Pages ended (done or failed) per second over the last minute.",
+            value=recent / RATE_WINDOW.total_seconds(),
         )
-        histogram.add_metric([], [*buckets, ("+Inf", total)], float(total_seconds))
-        yield histogram
+        yield fetch
+        yield task
 
+    def from_broker(self) -> Iterator[Metric]:
+        """Task messages waiting in each queue, and the workers that answer a ping."""
         queued = GaugeMetricFamily(
-            "wordcrawl_queue_length", "Task messages waiting in Redis.", labels=["queue"]
+            "wordcrawl_queue_length",
+            "Task messages waiting in Redis, not yet taken by a worker.",
+            labels=["queue"],
         )
-        online = GaugeMetricFamily("wordcrawl_workers_online", "Workers answering a ping.")
         try:
-            for queue in celery_app.amqp.queues:
+            for queue in QUEUES:
                 queued.add_metric([queue], queue_length(celery_app, [queue]))
-            online.add_metric([], len(celery_app.control.ping(timeout=0.5) or []))
-        except Exception:  # the broker is away: say so by leaving these out
-            return
+            replies = celery_app.control.ping(timeout=0.5) or []
+        except (redis.RedisError, OSError, KombuOperationalError):
+            return  # the broker is away: these are left out, the tables' numbers still count
         yield queued
-        yield online
+        yield GaugeMetricFamily(
+            "wordcrawl_workers_online", "Workers answering a ping.", value=len(replies)
+        )
 
 
 registry = CollectorRegistry(auto_describe=False)
@@ -100,4 +158,5 @@ registry.register(WordcrawlCollector())
 @bp.get("/metrics")
 @limiter.exempt
 def metrics() -> Response:
+    """Answer Prometheus's scrape with every wordcrawl_ metric, read now."""
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

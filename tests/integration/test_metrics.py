@@ -1,11 +1,22 @@
-"""`/metrics`: Prometheus's text format, and numbers that match the tables."""
+"""`/metrics`: Prometheus's text format, and numbers that match the tables and the broker."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+from processes import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
+import job_tasks
+from job_manager.metrics import DURATION_BUCKETS
+from job_tasks.broker import queue_length
+from job_tasks.celeryconfig import HOUSEKEEPING_QUEUE, QUEUES
 
-def scrape(client) -> dict[tuple[str, tuple], float]:
+Samples = dict[tuple[str, tuple], float]
+
+
+def scrape(client) -> Samples:
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
@@ -14,6 +25,16 @@ def scrape(client) -> dict[tuple[str, tuple], float]:
         for family in text_string_to_metric_families(response.get_data(as_text=True))
         for sample in family.samples
     }
+
+
+def histogram(samples: Samples, name: str, status: str) -> tuple[dict[str, float], float]:
+    """Return one status's buckets ({le: cumulative count}) and its count."""
+    buckets = {
+        dict(labels)["le"]: value
+        for (sample, labels), value in samples.items()
+        if sample == f"{name}_bucket" and dict(labels)["status"] == status
+    }
+    return buckets, samples[(f"{name}_count", (("status", status),))]
 
 
 def test_metrics_parse_and_match_the_tables(crawl, client, fixture_site, sql):
@@ -25,11 +46,40 @@ def test_metrics_parse_and_match_the_tables(crawl, client, fixture_site, sql):
         assert samples[("wordcrawl_pages", (("status", status),))] == count
     for status, count in sql("SELECT status, count(*) FROM jobs GROUP BY status"):
         assert samples[("wordcrawl_jobs", (("status", status),))] == count
+    # The crawl's two pages ended within the minute that pages per second averages over.
     (ended,) = sql("SELECT count(*) FROM pages WHERE status IN ('done', 'failed')")[0]
-    assert samples[("wordcrawl_page_duration_seconds_count", ())] == ended
-    assert samples[("wordcrawl_page_duration_seconds_bucket", (("le", "+Inf"),))] == ended
+    assert 2 <= round(samples[("wordcrawl_pages_per_second", ())] * 60) <= ended
     assert samples[("wordcrawl_workers_online", ())] >= 2
-    assert ("wordcrawl_queue_length", (("queue", "crawl"),)) in samples
+    for queue in QUEUES:
+        assert ("wordcrawl_queue_length", (("queue", queue),)) in samples
+
+
+def test_duration_histograms_count_every_ended_page(crawl, client, fixture_site, sql):
+    crawl([fixture_site.url("/ok"), fixture_site.url("/plain"), fixture_site.url("/missing")])
+
+    samples = scrape(client)
+
+    checks = {
+        "wordcrawl_fetch_duration_seconds": "elapsed_ms / 1000.0",
+        "wordcrawl_task_duration_seconds": "extract(epoch FROM finished_at - started_at)",
+    }
+    for name, seconds in checks.items():
+        for status in ("done", "failed"):
+            buckets, count = histogram(samples, name, status)
+            (rows,) = sql(
+                f"SELECT count(*) FROM pages WHERE status = :s AND {seconds} IS NOT NULL", s=status
+            )[0]
+            assert count == buckets["+Inf"] == rows, (name, status)
+            for bound in DURATION_BUCKETS:
+                (within,) = sql(
+                    f"SELECT count(*) FROM pages WHERE status = :s AND {seconds} <= :b",
+                    s=status,
+                    b=bound,
+                )[0]
+                assert buckets[str(bound)] == within, (name, status, bound)
+        # Every page that ended done has both durations: the counts are the done pages.
+        (done,) = sql("SELECT count(*) FROM pages WHERE status = 'done'")[0]
+        assert histogram(samples, name, "done")[1] == done > 0
 
 
 def test_pages_ended_counter_moves_with_a_crawl(crawl, client, fixture_site):
@@ -39,3 +89,37 @@ def test_pages_ended_counter_moves_with_a_crawl(crawl, client, fixture_site):
 
     after = scrape(client)[("wordcrawl_pages_ended_total", (("status", "done"),))]
     assert after - before == 2
+
+
+@contextlib.contextmanager
+def nobody_consuming(queue: str, workers) -> Iterator[None]:
+    """Have every test worker stop taking messages from a queue, and resume after."""
+    control = job_tasks.app.control
+    count = len(workers.online())
+    # limit: return as soon as every worker has answered, not at the timeout.
+    replies = control.cancel_consumer(queue, reply=True, timeout=5, limit=count)
+    assert len(replies) == count, replies
+    try:
+        yield
+    finally:
+        control.add_consumer(queue, reply=True, timeout=5, limit=count)
+
+
+def test_queue_length_is_reported_per_queue(client, workers):
+    app = job_tasks.app
+    with nobody_consuming(HOUSEKEEPING_QUEUE, workers):
+        for _ in range(3):
+            app.send_task("job_tasks.tasks.reconcile_pages", queue=HOUSEKEEPING_QUEUE)
+        # The workers' own reconcile timers may add messages meanwhile: the queue only
+        # grows while nobody consumes it, so the scrape lies between two direct reads.
+        before = queue_length(app, [HOUSEKEEPING_QUEUE])
+        samples = scrape(client)
+        after = queue_length(app, [HOUSEKEEPING_QUEUE])
+    assert 3 <= before <= samples[("wordcrawl_queue_length", (("queue", "housekeeping"),))] <= after
+    assert ("wordcrawl_queue_length", (("queue", "crawl"),)) in samples
+
+    wait_for(
+        lambda: queue_length(app, [HOUSEKEEPING_QUEUE]) == 0,
+        15,
+        "the workers did not empty the housekeeping queue after consuming it again",
+    )
