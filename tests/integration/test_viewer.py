@@ -2,8 +2,9 @@
 
 Flower runs as a real subprocess with the command `wordcrawl up` uses, on a free port and
 with a database file of its own, so it never meets a Flower a person is running. It must
-ask for a password on its API, show both workers, and show which worker ran each task of
-a crawl; without FLOWER_BASIC_AUTH it must refuse to start at all.
+ask for a password on its API, show both workers, serve /metrics to Prometheus without one,
+and show which worker ran each task of a crawl; without FLOWER_BASIC_AUTH it must refuse
+to start at all.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 from processes import node_name, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 from job_manager.services import free_port
 from job_tasks.tasks import crawl_page
@@ -120,6 +122,23 @@ def test_flower_lists_both_workers(flower):
         return all(status.get(name) for name in wanted)
 
     wait_for(alive, 30, "Flower's event stream did not show both workers alive", interval=0.5)
+
+
+def test_flower_metrics_answer_without_credentials_for_prometheus(flower):
+    # Prometheus scrapes Flower's /metrics (compose profile `metrics`) with no password:
+    # Flower 2.2 serves it, like /healthcheck, outside its basic auth.
+    wanted = {node_name("w1"), node_name("w2")}
+
+    def workers_online() -> set[str]:
+        response = flower.get("/metrics", auth=None)
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith("text/plain")
+        families = {f.name: f for f in text_string_to_metric_families(response.text)}
+        assert "flower_events" in families  # flower_events_total, a counter
+        online = families.get("flower_worker_online")
+        return {s.labels["worker"] for s in online.samples if s.value == 1} if online else set()
+
+    wait_for(lambda: wanted <= workers_online(), 30, "Flower's /metrics did not show both workers")
 
 
 def test_flower_shows_which_worker_ran_each_task_of_a_crawl(flower, crawl, client, demo_site):
