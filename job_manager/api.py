@@ -6,6 +6,7 @@ Every view is thin: check the input, call jobs.py or queries.py, return JSON.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import redis
 from flask import Blueprint, Response, jsonify, request, url_for
@@ -41,15 +42,20 @@ def require_json_body() -> None:
 @bp.post("/jobs")
 @limiter.limit(lambda: f"{settings().submissions_per_minute}/minute")
 def create_job() -> tuple[Response, int]:
+    job_id = submit_job(sessions(), parse_job_request(read_json_body(), settings()), settings())
+    url = url_for("api.get_job", job_id=job_id)
+    return jsonify({"id": str(job_id), "status": "queued", "url": url}), 202
+
+
+def read_json_body() -> Any:
+    """Return the request's JSON body; raise ApiError(400) when it is not valid JSON."""
     try:
         data = request.get_json(silent=True)
     except RecursionError:  # [[[[... nested deeper than Python's JSON parser can go
         data = None
     if data is None:
         raise ApiError(400, "invalid_json", "the body is not valid JSON")
-    job_id = submit_job(sessions(), parse_job_request(data, settings()), settings())
-    url = url_for("api.get_job", job_id=job_id)
-    return jsonify({"id": str(job_id), "status": "queued", "url": url}), 202
+    return data
 
 
 @bp.get("/jobs")

@@ -31,7 +31,7 @@ def parse_job_request(data: Any, settings: Settings) -> JobRequest:
     unknown = sorted(set(data) - set(JOB_FIELDS))
     if unknown:
         raise ApiError(400, "unknown_field", f"unknown field {unknown[0]!r}", unknown[0])
-    urls = _parse_urls(data.get("urls"), settings)
+    urls = parse_urls(data.get("urls"), settings, most=settings.max_urls_per_job)
     depth = _integer(data, "depth", DEFAULT_DEPTH, 0, settings.max_depth)
     max_pages = _integer(data, "max_pages", DEFAULT_MAX_PAGES, 1, settings.max_pages_per_job)
     if len(urls) > max_pages:
@@ -44,15 +44,14 @@ def parse_job_request(data: Any, settings: Settings) -> JobRequest:
     return JobRequest(urls, depth, max_pages)
 
 
-def _parse_urls(value: Any, settings: Settings) -> list[str]:
+def parse_urls(value: Any, settings: Settings, most: int) -> list[str]:
+    """Check a `urls` field (1 to `most` http(s) URLs); return them normalised, each once."""
     if value is None:
         raise ApiError(400, "missing_field", "urls is required: a list of http(s) URLs", "urls")
     if not isinstance(value, list) or not value:
         raise ApiError(400, "invalid_value", "urls must be a non-empty list of URLs", "urls")
-    if len(value) > settings.max_urls_per_job:
-        raise ApiError(
-            400, "too_many_urls", f"a job takes at most {settings.max_urls_per_job} URLs", "urls"
-        )
+    if len(value) > most:
+        raise ApiError(400, "too_many_urls", f"give at most {most} URLs", "urls")
     urls: list[str] = []
     for index, url in enumerate(value):
         try:

@@ -120,6 +120,18 @@ def link_list(h: FixtureHandler) -> None:
     h.send_body(200, "text/html", f"<title>Links</title><p>{links}</p>".encode())
 
 
+def flaky(h: FixtureHandler) -> None:
+    """/flaky?key=K&fail=N&ms=M: 503 (Retry-After: 0) the first N times key K is asked
+    for, then the OK page after M milliseconds (a dead letter that a retry brings back)."""
+    query = parse_qs(urlsplit(h.path).query)
+    times = h.server.count(f"/flaky?key={query['key'][0]}")
+    if times <= int(query.get("fail", ["1"])[0]):
+        h.send_body(503, "text/html", b"<h1>not now</h1>", {"Retry-After": "0"})
+        return
+    time.sleep(int(query.get("ms", ["0"])[0]) / 1000)
+    ok_page(h)
+
+
 def slow(h: FixtureHandler) -> None:
     time.sleep(3)  # longer than the test workers' read timeout
     ok_page(h)
@@ -302,6 +314,7 @@ ROUTES = {
     "/slow": slow,
     "/delay": delayed,
     "/links": link_list,
+    "/flaky": flaky,
     "/bad-redirect": lambda h: h.redirect("http://[::1/broken"),
     # Hostile pages.
     "/gzip-bomb": gzip_bomb_page,
@@ -381,9 +394,11 @@ class FixtureSite(ThreadingHTTPServer):
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
-    def count(self, path: str) -> None:
+    def count(self, path: str) -> int:
+        """Count one request for `path`; return how many there were, this one included."""
         with self._lock:
             self.hits[path] += 1
+            return self.hits[path]
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[None]:

@@ -34,12 +34,14 @@ import pytest
 import redis
 from conftest import Services, submit_job, wait_for_job
 from processes import START_TIMEOUT, node_name, wait_for
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import ProgrammingError
 
 import job_tasks
 from job_manager.demo_site import DemoServer
 from job_tasks import db as job_db
 from job_tasks.celeryconfig import CRAWL_QUEUE
+from job_tasks.settings import sqlalchemy_url
 
 pytestmark = pytest.mark.integration
 
@@ -246,6 +248,25 @@ def test_the_wheel_ships_every_file_the_packages_read(wheel: Path):
     assert "job_tasks/nltk_data/corpora/stopwords/english" in in_source
     missing = in_source - set(zipfile.ZipFile(wheel).namelist())
     assert not missing, f"not in the wheel (pyproject.toml, package-data): {sorted(missing)}"
+
+
+def test_the_workers_login_can_neither_change_tables_nor_flush_the_broker(
+    worker_login: dict[str, str],
+):
+    engine = create_engine(sqlalchemy_url(worker_login["DATABASE_URL"]))
+    try:
+        for statement in ("DROP TABLE word_counts", "DELETE FROM pages", "CREATE TABLE t (i int)"):
+            with (
+                pytest.raises(ProgrammingError, match=r"permission denied|must be owner"),
+                engine.begin() as conn,
+            ):
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
+    with redis.Redis.from_url(worker_login["CELERY_BROKER_URL"]) as broker:
+        for command in ("FLUSHDB", "FLUSHALL", "KEYS *"):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                broker.execute_command(*command.split())
 
 
 def test_the_other_environment_runs_the_installed_package_not_the_checkout(

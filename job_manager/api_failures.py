@@ -1,0 +1,50 @@
+"""The dead-letter API (contract, section 8): failed pages, their history, and retries.
+
+`GET /api/failures` lists the pages that ended failed, across jobs; `POST
+/api/jobs/<id>/retry` queues a job's failed pages again; `GET /api/jobs/<id>/attempts`
+gives the history of their failed attempts. JSON only, like api.py, whose checks these
+views share; the work is in failures.py.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from . import failures
+from .api import _existing_job, _job_uuid, _limit, _no_job, read_json_body, require_json_body
+from .extensions import limiter, sessions, settings
+
+bp = Blueprint("api_failures", __name__, url_prefix="/api")
+bp.before_request(require_json_body)
+
+
+@bp.get("/failures")
+def list_failures() -> Response:
+    """Failed pages, newest first; `job=<id>` keeps one job's."""
+    limit = _limit("limit", default=50, high=1000)
+    job_id = request.args.get("job")
+    with sessions()() as session:
+        if job_id is not None:
+            _existing_job(session, job_id)
+        job_uuid = None if job_id is None else _job_uuid(job_id)
+        return jsonify(failures.failed_pages(session, limit, job_uuid))
+
+
+@bp.post("/jobs/<job_id>/retry")
+@limiter.limit(lambda: f"{settings().submissions_per_minute}/minute")
+def retry_job(job_id: str) -> tuple[Response, int]:
+    """Queue a job's failed pages again (all, or those of `urls`); answer with the job."""
+    job_uuid = _job_uuid(job_id)
+    urls = failures.parse_retry_request(read_json_body(), settings())
+    if failures.retry_pages(sessions(), job_uuid, urls, settings()) is None:
+        raise _no_job(job_id)
+    with sessions()() as session:
+        return jsonify(_existing_job(session, job_id)), 202
+
+
+@bp.get("/jobs/<job_id>/attempts")
+def list_attempts(job_id: str) -> Response:
+    """Every failed attempt of a job's pages, page by page, oldest first."""
+    with sessions()() as session:
+        _existing_job(session, job_id)
+        return jsonify(failures.job_attempts(session, _job_uuid(job_id)))

@@ -1,0 +1,49 @@
+"""The dead-letter web page (contract, section 8): failed pages across jobs, and retries.
+
+`/failures` lists the pages that ended failed, newest first, with their error, attempts
+and history, and the jobs that have some; each has a "retry" button (a CSRF-protected
+form, like a job's cancel), as has a job's page when it has failed pages. A retry goes
+back to the page its button was on, with a flashed message saying what happened.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from . import failures
+from .errors import ApiError
+from .extensions import sessions, settings
+from .web import _job_uuid
+
+PAGES_SHOWN = 100
+JOBS_SHOWN = 20
+
+bp = Blueprint("web_failures", __name__)
+
+
+@bp.get("/failures")
+def failures_page() -> str:
+    with sessions()() as session:
+        pages = failures.failed_pages(session, PAGES_SHOWN)
+        jobs = failures.jobs_with_failures(session, JOBS_SHOWN)
+    return render_template("failures.html", pages=pages, jobs=jobs, pages_shown=PAGES_SHOWN)
+
+
+@bp.post("/jobs/<job_id>/retry")
+def retry(job_id: str) -> Response:
+    """Queue a job's failed pages again (only `url`'s, if the form names one)."""
+    url = request.form.get("url")
+    try:
+        count = failures.retry_pages(
+            sessions(), _job_uuid(job_id), [url] if url else None, settings()
+        )
+    except ApiError as refused:  # the page or job is not in a state to retry: say why
+        flash(refused.message, "error")
+    else:
+        if count is None:
+            abort(404)
+        flash(f"{count} failed page{'' if count == 1 else 's'} queued again", "notice")
+    if request.form.get("back") == "failures":
+        return redirect(url_for("web_failures.failures_page"), code=303)
+    return redirect(url_for("web.job", job_id=job_id), code=303)
