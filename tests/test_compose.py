@@ -1,4 +1,5 @@
-"""Check the container files: docker-compose.yml, the three Dockerfiles, .env.example.
+"""Check the container files: docker-compose.yml, the three Dockerfiles, .env.example,
+and Prometheus's deploy/prometheus/prometheus.yml (read with PyYAML, a test dependency).
 
 No Docker engine is needed. `docker-compose config` (Debian's docker-compose 1.29)
 validates the compose file and prints it resolved, with every ${VARIABLE} filled in from
@@ -23,7 +24,9 @@ from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 
 import pytest
+import yaml
 
+from job_manager import create_app
 from job_manager.cli import main as wordcrawl_cli
 from job_tasks.celeryconfig import QUEUES
 from job_tasks.settings import Settings
@@ -47,6 +50,10 @@ SERVICES = {
     "job_viewer",
     "job_demo",
 }
+# Services that start only with their profile (`docker compose --profile metrics up`);
+# docker-compose 1.29 still lists and prints them in `config`.
+PROFILE_SERVICES = {"prometheus": "metrics"}
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 # Services that run wordcrawl's code and so need its settings.
 APP_SERVICES = ("job_init", "job_worker", "job_manager", "job_viewer")
 # Variables Compose reads by itself from .env rather than through ${...}.
@@ -244,10 +251,10 @@ def test_compose_file_passes_docker_compose_config(config: str):
     assert config.startswith("services:")
 
 
-def test_compose_names_the_seven_services(example_env_file: Path):
+def test_compose_names_its_services(example_env_file: Path):
     result = run_compose(example_env_file, "config", "--services")
     assert result.returncode == 0, result.stderr
-    assert set(result.stdout.split()) == SERVICES
+    assert set(result.stdout.split()) == SERVICES | set(PROFILE_SERVICES)
 
 
 def test_missing_password_stops_compose_with_a_clear_message(tmp_path: Path):
@@ -270,7 +277,7 @@ def test_published_ports(services):
     published = {
         name: "\n".join(section(block, "ports"))
         for name, block in services.items()
-        if section(block, "ports")
+        if section(block, "ports") and name not in PROFILE_SERVICES
     }
     assert set(published) == {"job_manager", "job_viewer", "job_demo"}
     for name, port in (("job_manager", 5000), ("job_viewer", 5555), ("job_demo", 8001)):
@@ -374,6 +381,74 @@ def check_wordcrawl_argv(argv: list[str]) -> dict[str, object]:
     assert subcommand is not None, f"`wordcrawl {argv[1]}` does not exist"
     # make_context parses and checks the options without running the command.
     return subcommand.make_context(argv[1], list(argv[2:])).params
+
+
+# --- The metrics profile: Prometheus --------------------------------------------------
+
+
+def test_prometheus_starts_only_with_the_metrics_profile(example_env_file: Path, services):
+    block = services["prometheus"]
+    assert items(section(block, "profiles")) == ["metrics"]
+    assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", block_value(block, "image"))
+    # No password in front of Prometheus: only this machine may reach it.
+    assert items(section(block, "ports")) == ["127.0.0.1:9090:9090/tcp"]
+    mounts = items(section(block, "volumes"))
+    assert f"{PROMETHEUS_CONFIG}:/etc/prometheus/prometheus.yml:ro" in mounts
+    result = run_compose(example_env_file, "--profile", "metrics", "config", "-q")
+    assert result.returncode == 0, result.stderr
+
+
+def block_value(block: list[str], key: str) -> str:
+    """Return the value of a one-line `key: value` of a service."""
+    prefix = f"    {key}: "
+    return next(line.removeprefix(prefix) for line in block if line.startswith(prefix))
+
+
+def prometheus_targets() -> dict[str, list[str]]:
+    """Return each scrape job of prometheus.yml with its targets, checking its shape."""
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    jobs = {}
+    for job in config["scrape_configs"]:
+        assert job.get("metrics_path", "/metrics") == "/metrics", job
+        jobs[job["job_name"]] = [t for c in job["static_configs"] for t in c["targets"]]
+    return jobs
+
+
+def test_prometheus_scrapes_the_manager_and_flower_where_they_listen(services):
+    targets = prometheus_targets()
+    assert targets == {"wordcrawl": ["job_manager:5000"], "flower": ["job_viewer:5555"]}
+    for target in (target for job in targets.values() for target in job):
+        host, port = target.split(":")
+        # A service name on the stack's network, and the port its container listens on.
+        container_ports = re.findall(r"target: (\d+)", "\n".join(section(services[host], "ports")))
+        assert port in container_ports, target
+    # The manager serves /metrics (Flower's is checked live in test_viewer.py).
+    app = create_app(settings=Settings())
+    assert "/metrics" in {rule.rule for rule in app.url_map.iter_rules()}
+
+
+def test_prometheus_config_holds_no_password():
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    for job in config["scrape_configs"]:
+        auth = job.get("basic_auth", {})
+        assert "password" not in auth, "use password_file, from a Compose secret"
+
+
+def test_promtool_accepts_the_prometheus_config():
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (it comes with Prometheus)")
+    version = subprocess.run([promtool, "--version"], capture_output=True, text=True, check=False)
+    if not re.search(r"version 3\.", version.stdout + version.stderr):
+        pytest.skip("promtool older than Prometheus 3 (the pinned image) would refuse its fields")
+    result = subprocess.run(
+        [promtool, "check", "config", str(PROMETHEUS_CONFIG)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- Dockerfiles -----------------------------------------------------------------------
