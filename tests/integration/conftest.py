@@ -201,6 +201,18 @@ def client(app):
 
 
 @pytest.fixture(scope="session")
+def web_app(services: Services):
+    """The manager with CSRF protection on, as in production (for the web pages' forms)."""
+    return create_app({"TESTING": True, "WTF_CSRF_ENABLED": True}, settings=services.settings)
+
+
+@pytest.fixture
+def browser(web_app):
+    """A test client of web_app that keeps its cookies (the CSRF token, flashed messages)."""
+    return web_app.test_client()
+
+
+@pytest.fixture(scope="session")
 def sql(services: Services):
     """Run a SQL query on the test database and return its rows."""
     engine = job_db.get_engine(services.database_url)

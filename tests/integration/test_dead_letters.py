@@ -20,8 +20,6 @@ from conftest import submit_job, wait_for_job
 from fixture_site import OK_COUNTS
 from processes import wait_for
 
-from job_manager import create_app
-
 
 def flaky_url(site, fail: int, ms: int = 0) -> str:
     """A fixture URL that fails (503) `fail` times, then answers the OK page after `ms`."""
@@ -271,18 +269,6 @@ def test_a_job_with_no_failed_page_has_nothing_to_retry(crawl, client, sql, fixt
 
 
 # --- The web pages ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def web_app(services):
-    """The manager with CSRF protection on, as in production."""
-    return create_app({"TESTING": True, "WTF_CSRF_ENABLED": True}, settings=services.settings)
-
-
-@pytest.fixture
-def browser(web_app):
-    """A test client that keeps its cookies (the CSRF token and flashed messages)."""
-    return web_app.test_client()
 
 
 def html(response) -> BeautifulSoup:

@@ -17,21 +17,7 @@ from conftest import row_counts, submit_job, wait_for_job
 from fixture_site import HOSTILE_TITLE
 from processes import wait_for
 
-from job_manager import create_app
-
 SEED = "http://127.0.0.1:9/never-fetched"  # loopback, not allowed: never fetched
-
-
-@pytest.fixture(scope="module")
-def web_app(services):
-    """The manager with CSRF protection on, as in production."""
-    return create_app({"TESTING": True, "WTF_CSRF_ENABLED": True}, settings=services.settings)
-
-
-@pytest.fixture
-def browser(web_app):
-    """A test client that keeps its cookies (the CSRF token is tied to the session)."""
-    return web_app.test_client()
 
 
 def page(response) -> BeautifulSoup:
