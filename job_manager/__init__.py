@@ -45,12 +45,9 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
 
     csrf.exempt(api.bp)  # JSON only (checked there): a cross-site form cannot send it
     csrf.exempt(api_failures.bp)  # the same: JSON only
-    csrf.exempt(api_failures.bp)  # the same: JSON only
     app.register_blueprint(api.bp)
     app.register_blueprint(api_failures.bp)
-    app.register_blueprint(api_failures.bp)
     app.register_blueprint(web.bp)
-    app.register_blueprint(web_failures.bp)
     app.register_blueprint(web_failures.bp)
     app.register_blueprint(metrics.bp)
 
