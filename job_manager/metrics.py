@@ -159,4 +159,6 @@ registry.register(WordcrawlCollector())
 @limiter.exempt
 def metrics() -> Response:
     """Answer Prometheus's scrape with every wordcrawl_ metric, read now."""
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    # content_type, not mimetype: Flask would add a second charset to it, and Prometheus 3
+    # refuses a Content-Type with a parameter twice.
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

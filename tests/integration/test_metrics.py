@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 
 from processes import wait_for
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 import job_tasks
@@ -19,6 +20,8 @@ Samples = dict[tuple[str, tuple], float]
 def scrape(client) -> Samples:
     response = client.get("/metrics")
     assert response.status_code == 200
+    # One charset (Prometheus 3 refuses a repeated parameter), the format's version given.
+    assert response.content_type == CONTENT_TYPE_LATEST
     assert response.mimetype == "text/plain"
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
