@@ -12,7 +12,7 @@ from flask import Flask, Response
 
 from job_tasks.settings import Settings, get_settings
 
-from . import api, api_failures, metrics, web, web_failures
+from . import api, api_failures, api_schedules, metrics, web, web_failures, web_schedules
 from .errors import register_error_handlers
 from .extensions import csrf, limiter
 
@@ -44,10 +44,13 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     register_error_handlers(app)
 
     csrf.exempt(api.bp)  # JSON only (checked there): a cross-site form cannot send it
+    csrf.exempt(api_schedules.bp)  # the same: JSON only
     csrf.exempt(api_failures.bp)  # the same: JSON only
     app.register_blueprint(api.bp)
+    app.register_blueprint(api_schedules.bp)
     app.register_blueprint(api_failures.bp)
     app.register_blueprint(web.bp)
+    app.register_blueprint(web_schedules.bp)
     app.register_blueprint(web_failures.bp)
     app.register_blueprint(metrics.bp)
 

@@ -24,6 +24,7 @@ from . import queries
 from .errors import ApiError
 from .extensions import limiter, sessions, settings
 from .jobs import cancel_job, parse_job_request, submit_job
+from .schedules import create_schedule, parse_timing
 
 ACTIVITY_BUCKET_SECONDS = 5  # the dashboard counts pages ended per 5 seconds
 
@@ -42,7 +43,11 @@ def require_json_body() -> None:
 @bp.post("/jobs")
 @limiter.limit(lambda: f"{settings().submissions_per_minute}/minute")
 def create_job() -> tuple[Response, int]:
-    job_id = submit_job(sessions(), parse_job_request(read_json_body(), settings()), settings())
+    data = read_json_body()
+    job = parse_job_request(data, settings())
+    if "schedule" in data:  # repeat it (contract, section 8): a schedule, not one job
+        return jsonify(create_schedule(sessions(), job, parse_timing(data["schedule"]))), 201
+    job_id = submit_job(sessions(), job, settings())
     url = url_for("api.get_job", job_id=job_id)
     return jsonify({"id": str(job_id), "status": "queued", "url": url}), 202
 
@@ -99,18 +104,10 @@ def get_pages(job_id: str) -> Response:
 @bp.get("/jobs/<job_id>/words")
 def get_words(job_id: str) -> Response:
     limit = _limit("limit", default=50, high=1000)
-    stopwords = request.args.get("stopwords", "exclude")
-    if stopwords not in ("exclude", "include"):
-        raise ApiError(
-            400, "invalid_value", "stopwords must be 'exclude' or 'include'", "stopwords"
-        )
+    include_stopwords = _include_stopwords()
     with sessions()() as session:
         _existing_job(session, job_id)
-        return jsonify(
-            queries.job_words(
-                session, _job_uuid(job_id), limit, include_stopwords=stopwords == "include"
-            )
-        )
+        return jsonify(queries.job_words(session, _job_uuid(job_id), limit, include_stopwords))
 
 
 @bp.get("/words/<word>")
@@ -188,6 +185,16 @@ def _existing_job(session: Session, job_id: str) -> dict:
 
 def _no_job(job_id: str) -> ApiError:
     return ApiError(404, "not_found", f"there is no job {job_id}")
+
+
+def _include_stopwords() -> bool:
+    """Read ?stopwords=exclude|include (exclude when absent)."""
+    stopwords = request.args.get("stopwords", "exclude")
+    if stopwords not in ("exclude", "include"):
+        raise ApiError(
+            400, "invalid_value", "stopwords must be 'exclude' or 'include'", "stopwords"
+        )
+    return stopwords == "include"
 
 
 def _limit(name: str, default: int | None, high: int, low: int = 1) -> int | None:

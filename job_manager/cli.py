@@ -1,6 +1,6 @@
 """The `wordcrawl` command line: start the pieces, submit jobs, read results.
 
-Starting commands (up, serve, worker, demo-site) run the real servers; the job commands
+Starting commands (up, serve, worker, beat, demo-site) run the real servers; the job commands
 (submit, status, words) are clients of the manager's JSON API, like any other program.
 """
 
@@ -119,6 +119,16 @@ def worker(name: str, queues: str) -> None:
             param_hint="--queues",
         )
     argv = worker_command(name, _settings(), queues=chosen)
+    os.execv(argv[0], argv)
+
+
+@main.command()
+def beat() -> None:
+    """Run the scheduler that starts scheduled runs (one per deployment)."""
+    from job_worker import beat_command
+
+    _settings()  # fail here, readably, on a bad variable
+    argv = beat_command()
     os.execv(argv[0], argv)
 
 

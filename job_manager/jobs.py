@@ -20,6 +20,8 @@ from job_tasks.urls import BadUrl, normalize_url
 from .errors import ApiError
 
 JOB_FIELDS = ("urls", "depth", "max_pages")
+# "schedule" repeats the job (contract, section 8): checked by schedules.parse_timing.
+SUBMISSION_FIELDS = (*JOB_FIELDS, "schedule")
 DEFAULT_DEPTH = 0
 DEFAULT_MAX_PAGES = 100
 
@@ -28,7 +30,7 @@ def parse_job_request(data: Any, settings: Settings) -> JobRequest:
     """Check a submission against the contract; raise ApiError(400) naming the bad field."""
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    unknown = sorted(set(data) - set(JOB_FIELDS))
+    unknown = sorted(set(data) - set(SUBMISSION_FIELDS))
     if unknown:
         raise ApiError(400, "unknown_field", f"unknown field {unknown[0]!r}", unknown[0])
     urls = parse_urls(data.get("urls"), settings, most=settings.max_urls_per_job)

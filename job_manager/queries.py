@@ -44,10 +44,14 @@ def get_job(session: Session, job_id: uuid.UUID) -> dict[str, Any] | None:
     return _describe_jobs(session, [job])[0] if job else None
 
 
-def recent_jobs(session: Session, limit: int) -> list[dict[str, Any]]:
-    """Return the newest jobs, newest first."""
-    jobs = session.scalars(select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit)).all()
-    return _describe_jobs(session, list(jobs))
+def recent_jobs(
+    session: Session, limit: int, schedule_id: uuid.UUID | None = None
+) -> list[dict[str, Any]]:
+    """Return the newest jobs (or the newest runs of one schedule), newest first."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit)
+    if schedule_id is not None:
+        query = query.where(Job.schedule_id == schedule_id)
+    return _describe_jobs(session, list(session.scalars(query)))
 
 
 def _describe_jobs(session: Session, jobs: list[Job]) -> list[dict[str, Any]]:
@@ -74,6 +78,7 @@ def _describe_jobs(session: Session, jobs: list[Job]) -> list[dict[str, Any]]:
             "started_at": iso(job.started_at),
             "finished_at": iso(job.finished_at),
             "urls": urls[job.id],
+            "schedule_id": str(job.schedule_id) if job.schedule_id else None,
             "pages": {
                 "total": sum(counts[job.id].values()),
                 **{status: counts[job.id].get(status, 0) for status in PAGE_STATUSES},

@@ -1,7 +1,7 @@
 """`wordcrawl up`: start the whole stack on one machine, and stop all of it on Ctrl-C.
 
 The order is the flow's: broker and database first (found or started, see services.py),
-then the tables, the demo site, the workers, Flower and the manager. Every piece runs in
+then the tables, the demo site, the workers, beat, Flower and the manager. Every piece runs in
 a process group of its own, so Ctrl-C reaches only this supervisor, which then stops the
 pieces in reverse order: workers get a warm shutdown (they finish or hand back their
 tasks), servers a clean stop, and anything left is killed, so no process stays behind.
@@ -24,7 +24,7 @@ import requests
 
 from job_tasks.settings import Settings, format_allowed_hosts
 from job_viewer import flower_command
-from job_worker import worker_command
+from job_worker import beat_command, worker_command
 
 from .services import (
     ServerProcess,
@@ -182,7 +182,8 @@ class Stack:
         demo = self._spawn("demo-site", [*cli, "demo-site", "--port", str(demo_port)])
         wait_until(lambda: port_open(demo_port), 15, "the demo site", demo.process)
         for _ in range(self.workers):
-            self._add_worker()
+            self._add_worker()  # each takes both queues, crawl and housekeeping
+        self._spawn("beat", beat_command())  # starts scheduled runs
         flower_db = self.state_dir / "flower" / "flower.db"
         flower_db.parent.mkdir(parents=True, exist_ok=True)
         flower = self._spawn("flower", flower_command(flower_port, flower_db))

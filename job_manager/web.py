@@ -15,6 +15,8 @@ from . import queries
 from .errors import ApiError
 from .extensions import limiter, sessions, settings
 from .jobs import DEFAULT_MAX_PAGES, cancel_job, parse_job_request, submit_job
+from .schedules import create_schedule
+from .web_schedules import form_timing
 
 NEWEST_PAGES = 50  # pages a job page lists, the latest news first
 
@@ -36,7 +38,12 @@ def submit() -> Response | tuple[str, int]:
             "depth": _form_integer(form.get("depth", "0"), "depth"),
             "max_pages": _form_integer(form.get("max_pages", str(DEFAULT_MAX_PAGES)), "max_pages"),
         }
-        job_id = submit_job(sessions(), parse_job_request(data, settings()), settings())
+        job = parse_job_request(data, settings())
+        timing = form_timing(form)  # "repeat": a schedule instead of one job
+        if timing is not None:
+            schedule = create_schedule(sessions(), job, timing)
+            return redirect(url_for("web_schedules.schedule", schedule_id=schedule["id"]), 303)
+        job_id = submit_job(sessions(), job, settings())
     except ApiError as err:
         return _render_index(error=err, form=form), err.status
     return redirect(url_for("web.job", job_id=job_id), code=303)

@@ -6,6 +6,6 @@ this package, `job_tasks`, and two environment variables (CELERY_BROKER_URL, DAT
 beside this file runs the same command.
 """
 
-from .command import worker_command, worker_concurrency
+from .command import beat_command, worker_command, worker_concurrency
 
-__all__ = ["worker_command", "worker_concurrency"]
+__all__ = ["beat_command", "worker_command", "worker_concurrency"]

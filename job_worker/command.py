@@ -11,6 +11,7 @@ from job_tasks.settings import Settings
 # for its site and takes a few ms of CPU, so one process keeps many pages in flight; more
 # than 16 threads only contend for the process's lock (measured: README, "Speed").
 DEFAULT_CONCURRENCY = {"threads": 16, "gevent": 100}
+CELERY = (sys.executable, "-m", "celery", "-A", "job_tasks")  # this project's Celery app
 
 
 def worker_concurrency(settings: Settings) -> int:
@@ -31,11 +32,7 @@ def worker_command(
     task events Flower shows.
     """
     command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "job_tasks",
+        *CELERY,
         "worker",
         "--hostname",
         f"{name}@%h",
@@ -51,3 +48,12 @@ def worker_command(
     if queues:
         command += ["--queues", ",".join(queues)]
     return command
+
+
+def beat_command(loglevel: str = "INFO") -> list[str]:
+    """Return argv for `celery -A job_tasks beat`, the one scheduler of a deployment.
+
+    It only sends the tick task (celeryconfig's beat_schedule); what is due lives in
+    PostgreSQL, so the in-memory scheduler is enough and no schedule file is written.
+    """
+    return [*CELERY, "beat", "--scheduler", "celery.beat:Scheduler", "--loglevel", loglevel]

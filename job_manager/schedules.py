@@ -1,0 +1,187 @@
+"""Accept, change and read schedules (contract, section 8): what the API and the web share.
+
+A submission with a "schedule" becomes a row of `schedules`, not a job; beat and the
+workers start its runs (job_tasks/schedules.py). Reading a schedule gives its runs (ordinary
+jobs whose schedule_id names it) and the words that rose or fell most between two runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, literal_column, select, union_all
+from sqlalchemy.orm import Session, sessionmaker
+
+from job_tasks.models import Job, Page, Schedule, WordCount
+from job_tasks.schedules import MAX_EVERY_MINUTES, BadSchedule, Timing, timing_of
+from job_tasks.submission import JobRequest
+from job_tasks.words import english_stopwords
+
+from . import queries
+from .errors import ApiError
+
+SCHEDULE_KINDS = ("every_minutes", "cron")
+
+
+def parse_timing(value: Any) -> Timing:
+    """Check a submission's "schedule"; raise ApiError(400) naming the bad field."""
+    field = "schedule"
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in SCHEDULE_KINDS:
+        raise ApiError(
+            400,
+            "invalid_value",
+            'schedule must be {"every_minutes": N} or {"cron": "m h dom mon dow"}',
+            field,
+        )
+    kind, given = next(iter(value.items()))
+    if kind == "every_minutes":
+        if (
+            not isinstance(given, int)
+            or isinstance(given, bool)
+            or not 1 <= given <= MAX_EVERY_MINUTES
+        ):
+            raise ApiError(
+                400,
+                "invalid_value",
+                f"every_minutes must be a whole number from 1 to {MAX_EVERY_MINUTES}",
+                f"{field}.every_minutes",
+            )
+        return Timing(every_minutes=given)
+    if not isinstance(given, str) or len(given) > 200:
+        raise ApiError(400, "invalid_value", "cron must be a string", f"{field}.cron")
+    line = " ".join(given.split())
+    try:
+        Timing(cron=line).first_run(datetime.now(UTC))
+    except BadSchedule as err:
+        raise ApiError(400, "invalid_value", str(err), f"{field}.cron") from err
+    return Timing(cron=line)
+
+
+def create_schedule(
+    sessions: sessionmaker[Session], job: JobRequest, timing: Timing
+) -> dict[str, Any]:
+    """Record a schedule of a checked job; its first run is due at once (or at the cron)."""
+    with sessions.begin() as session:
+        schedule = Schedule(
+            id=uuid.uuid4(),
+            urls=job.urls,
+            depth=job.depth,
+            max_pages=job.max_pages,
+            every_minutes=timing.every_minutes,
+            cron=timing.cron,
+            paused=False,
+            next_run_at=timing.first_run(datetime.now(UTC)),
+        )
+        session.add(schedule)
+        session.flush()
+        return describe(schedule)
+
+
+def describe(schedule: Schedule) -> dict[str, Any]:
+    """Return a schedule as the API shows it."""
+    return {
+        "id": str(schedule.id),
+        "urls": list(schedule.urls),
+        "depth": schedule.depth,
+        "max_pages": schedule.max_pages,
+        "schedule": timing_of(schedule).as_json(),
+        "paused": schedule.paused,
+        "runs_url": f"/api/schedules/{schedule.id}/runs",
+        "created_at": queries.iso(schedule.created_at),
+        "next_run_at": None if schedule.paused else queries.iso(schedule.next_run_at),
+        "last_run_at": queries.iso(schedule.last_run_at),
+    }
+
+
+def list_schedules(session: Session, limit: int) -> list[dict[str, Any]]:
+    """Return the newest schedules first."""
+    rows = session.scalars(
+        select(Schedule).order_by(Schedule.created_at.desc(), Schedule.id).limit(limit)
+    )
+    return [describe(schedule) for schedule in rows]
+
+
+def get_schedule(session: Session, schedule_id: uuid.UUID) -> dict[str, Any] | None:
+    """Return one schedule, or None."""
+    schedule = session.get(Schedule, schedule_id)
+    return describe(schedule) if schedule else None
+
+
+def set_paused(
+    sessions: sessionmaker[Session], schedule_id: uuid.UUID, paused: bool
+) -> dict[str, Any] | None:
+    """Pause or resume a schedule; None if there is no such schedule.
+
+    The row is locked, so a tick claiming a run waits for this (and then sees it paused).
+    """
+    with sessions.begin() as session:
+        schedule = session.get(Schedule, schedule_id, with_for_update=True)
+        if schedule is None:
+            return None
+        if schedule.paused and not paused:
+            schedule.next_run_at = timing_of(schedule).resume_at(
+                schedule.next_run_at, datetime.now(UTC)
+            )
+        schedule.paused = paused
+        session.flush()
+        return describe(schedule)
+
+
+def delete_schedule(sessions: sessionmaker[Session], schedule_id: uuid.UUID) -> dict | None:
+    """Delete a schedule (its runs stay, as jobs); return it as it was, or None."""
+    with sessions.begin() as session:
+        schedule = session.get(Schedule, schedule_id, with_for_update=True)
+        if schedule is None:
+            return None
+        described = describe(schedule)
+        session.execute(delete(Schedule).where(Schedule.id == schedule_id))
+        return described
+
+
+def run_ids(
+    session: Session, schedule_id: uuid.UUID, limit: int, status: str | None = None
+) -> list[uuid.UUID]:
+    """Return the ids of a schedule's runs (those with this status, if given), newest first."""
+    query = select(Job.id).where(Job.schedule_id == schedule_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit)))
+
+
+def word_changes(
+    session: Session, from_job: uuid.UUID, to_job: uuid.UUID, limit: int, stopwords: bool
+) -> list[dict[str, Any]]:
+    """Return the words whose count changed most from one job to another.
+
+    A word counted in only one of them counts 0 in the other; the largest absolute change
+    comes first, ties by word.
+    """
+    counts = [
+        select(
+            WordCount.word.label("word"),
+            (WordCount.count if job == from_job else literal_column("0")).label("from_count"),
+            (WordCount.count if job == to_job else literal_column("0")).label("to_count"),
+        )
+        .join(Page, Page.id == WordCount.page_id)
+        .where(Page.job_id == job, Page.status == "done")
+        for job in (from_job, to_job)
+    ]
+    both = union_all(*counts).subquery()
+    from_count = func.sum(both.c.from_count)
+    to_count = func.sum(both.c.to_count)
+    change = to_count - from_count
+    query = (
+        select(both.c.word, from_count, to_count, change)
+        .group_by(both.c.word)
+        .having(change != 0)
+        .order_by(func.abs(change).desc(), both.c.word.collate("C"))
+        .limit(limit)
+    )
+    if not stopwords:
+        query = query.where(both.c.word.not_in(sorted(english_stopwords())))
+    return [
+        {"word": word, "from_count": int(a), "to_count": int(b), "change": int(c)}
+        for word, a, b, c in session.execute(query)
+    ]
