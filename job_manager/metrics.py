@@ -59,11 +59,10 @@ def duration_histogram(
         .group_by(Page.status)
     ).all()
     by_status = {row[0]: row[1:] for row in rows}
+    no_pages = (0,) * (len(DURATION_BUCKETS) + 2)  # every bucket, the count and the sum
     histogram = HistogramMetricFamily(name, doc, labels=["status"])
     for status in ENDED:
-        *cumulative, total, total_seconds = by_status.get(
-            status, [0] * len(DURATION_BUCKETS) + [0, 0]
-        )
+        *cumulative, total, total_seconds = by_status.get(status, no_pages)
         buckets = [(str(bound), n) for bound, n in zip(DURATION_BUCKETS, cumulative, strict=True)]
         histogram.add_metric([status], [*buckets, ("+Inf", total)], float(total_seconds))
     return histogram
