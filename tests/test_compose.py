@@ -28,7 +28,7 @@ import yaml
 
 from job_manager import create_app
 from job_manager.cli import main as wordcrawl_cli
-from job_tasks.celeryconfig import QUEUES
+from job_tasks.celeryconfig import HOUSEKEEPING_QUEUE, QUEUES
 from job_tasks.settings import Settings
 from job_worker.command import worker_command
 
@@ -46,6 +46,7 @@ SERVICES = {
     "job_db",
     "job_init",
     "job_worker",
+    "job_scheduler",
     "job_manager",
     "job_viewer",
     "job_demo",
@@ -55,7 +56,7 @@ SERVICES = {
 PROFILE_SERVICES = {"prometheus": "metrics"}
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 # Services that run wordcrawl's code and so need its settings.
-APP_SERVICES = ("job_init", "job_worker", "job_manager", "job_viewer")
+APP_SERVICES = ("job_init", "job_worker", "job_scheduler", "job_manager", "job_viewer")
 # Variables Compose reads by itself from .env rather than through ${...}.
 COMPOSE_OWN_VARIABLES = {"COMPOSE_PROJECT_NAME"}
 
@@ -339,11 +340,23 @@ def test_workers_take_the_queues_given_in_worker_queues(services):
     assert default.split(",") == list(QUEUES)
 
 
+def test_one_scheduler_runs_wordcrawl_beat_from_the_worker_image(services):
+    scheduler, worker = services["job_scheduler"], services["job_worker"]
+    command = items(section(scheduler, "command"))
+    assert command == ["wordcrawl", "beat"]
+    check_wordcrawl_argv(command)
+    assert "replicas: 1" in [line.strip() for line in section(scheduler, "deploy")]
+    assert block_value(scheduler, "image") == block_value(worker, "image")
+    assert section(scheduler, "build") == section(worker, "build")
+    # Some worker takes the housekeeping queue, where beat's ticks go.
+    assert HOUSEKEEPING_QUEUE in items(section(worker, "command"))[3]
+
+
 def test_tables_are_created_once_before_workers_and_manager_start(services):
     init = items(section(services["job_init"], "command"))
     assert init == ["wordcrawl", "init-db"]
     assert "restart" not in "\n".join(services["job_init"])  # a one-shot job
-    for name in ("job_worker", "job_manager"):
+    for name in ("job_worker", "job_scheduler", "job_manager"):
         depends = [line.strip() for line in section(services[name], "depends_on")]
         assert (
             depends[depends.index("job_init:") + 1] == "condition: service_completed_successfully"
