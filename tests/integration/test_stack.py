@@ -216,7 +216,7 @@ def run_stack_once(env: dict[str, str], cwd: Path, scale: bool = False) -> dict[
         up.kill_all()
 
     # The tree held every piece: a stopped piece can only be checked if it was there.
-    for piece in ("demo-site", "w1@%h", "w2@%h", "flower", "gunicorn"):
+    for piece in ("demo-site", "w1@%h", "w2@%h", "job_tasks beat", "flower", "gunicorn"):
         assert any(piece in command for command in commands), (piece, commands)
     assert code == 0, up.output
     assert "wordcrawl stopped" in up.output
