@@ -127,20 +127,20 @@ def worker_login(services: Services) -> Iterator[dict[str, str]]:
     database = urlsplit(services.database_url).path.lstrip("/")
 
     (acl_rules,) = re.findall(r"^ACL SETUSER \S+ (.+)$", section, flags=re.MULTILINE)
-    broker = redis.Redis.from_url(services.broker_url)
-    broker.execute_command(
-        "ACL", "SETUSER", name, *acl_rules.replace("CHANGE-ME", password).split()
-    )
-
     (grants,) = re.findall(r"```sql\n(.*?)```", section, flags=re.DOTALL)
     grants = re.sub(r"--.*", "", grants).replace("wordcrawl_worker", name)
     grants = grants.replace("'CHANGE-ME'", f"'{password}'")
     grants = grants.replace("DATABASE wordcrawl ", f'DATABASE "{database}" ')
     engine = job_db.get_engine(services.database_url)
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # one transaction: the role is made whole or not at all
         for statement in filter(str.strip, grants.split(";")):
             conn.execute(text(statement))
+
+    broker = redis.Redis.from_url(services.broker_url)
     try:
+        broker.execute_command(
+            "ACL", "SETUSER", name, *acl_rules.replace("CHANGE-ME", password).split()
+        )
         yield {
             "CELERY_BROKER_URL": with_login(services.broker_url, name, password),
             "DATABASE_URL": with_login(services.database_url, name, password),
