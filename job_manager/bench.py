@@ -91,6 +91,12 @@ class BenchRun:
     db_commits_per_page: float | None
     db_rows_per_page: float | None  # rows inserted, updated or deleted, per page
     machine_cpu_ms_per_page: float  # every process's: workers, PostgreSQL, Redis, the site
+    # Where the rest of the machine's CPU went, per page: PostgreSQL's processes serving
+    # the bench's database (and its WAL writer), the Redis server, the demo site. None when
+    # a process cannot be read (a server on another machine or of another user).
+    postgres_cpu_ms_per_page: float | None
+    redis_cpu_ms_per_page: float | None
+    site_cpu_ms_per_page: float | None
     done: int  # pages counted
     words_ok: bool  # the words stored add up to the words the demo site served
 
@@ -102,18 +108,26 @@ class BenchRun:
         """The run's figures, in the columns of HEADER."""
         commits = "-" if self.db_commits_per_page is None else f"{self.db_commits_per_page:.1f}"
         rows = "-" if self.db_rows_per_page is None else f"{self.db_rows_per_page:.0f}"
+        parts = [
+            "-" if value is None else f"{value:.1f}"
+            for value in (
+                self.postgres_cpu_ms_per_page,
+                self.redis_cpu_ms_per_page,
+                self.site_cpu_ms_per_page,
+            )
+        ]
         return (
             f"{self.workers:>7} {self.pool:>8} {self.concurrency:>4} {self.pages:>6} "
             f"{self.seconds:>8.2f} {self.pages_per_second:>8.1f} {self.p50_ms:>8.0f} "
             f"{self.p95_ms:>8.0f} {self.cpu_seconds:>7.1f} {self.cpu_ms_per_page:>7.1f} "
             f"{self.peak_rss_mb:>7.0f} {commits:>9} {rows:>6} {self.machine_cpu_ms_per_page:>8.1f} "
-            f"{'yes' if self.ok else 'NO':>7}"
+            f"{parts[0]:>6} {parts[1]:>7} {parts[2]:>6} {'yes' if self.ok else 'NO':>7}"
         )
 
 
 HEADER = (
     "workers     pool conc  pages  seconds  pages/s   p50 ms   p95 ms   cpu s "
-    "cpu ms/p  rss MB commits/p rows/p all ms/p counted"
+    "cpu ms/p  rss MB commits/p rows/p all ms/p  pg ms redis ms site ms counted"
 )
 
 
@@ -152,7 +166,7 @@ def run_bench(
             stack.callback(drop_database, database_url)
 
         site = DemoSite(pages=plan.pages + 1, latency_ms=plan.latency_ms)
-        site_url = stack.enter_context(_demo_site(site, work_dir / "demo-site.log"))
+        site_url, site_pid = stack.enter_context(_demo_site(site, work_dir / "demo-site.log"))
         host, port = urlsplit(site_url).hostname, urlsplit(site_url).port
         env = {
             **os.environ,
@@ -161,6 +175,9 @@ def run_bench(
             "DATABASE_URL": database_url,
             "WORDCRAWL_ALLOWED_HOSTS": format_allowed_hosts(frozenset({(host, port)})),
             "WORDCRAWL_PER_HOST_CONCURRENCY": str(plan.per_host_concurrency),
+            # One user's crawl: each job goes to the broker whole when it is submitted. The
+            # fair-sharing cap (16 by default) would have the workers release every page.
+            "WORDCRAWL_JOB_PAGES_IN_BROKER": str(max(plan.pages, 1)),
         }
         env.pop("CELERY_RESULT_BACKEND", None)  # derived from the bench's DATABASE_URL
         urls = [f"{site_url}page/{n}" for n in range(1, plan.pages + 1)]
@@ -182,7 +199,13 @@ def run_bench(
                 }
                 try:
                     run = _one_run(
-                        run_env, count, urls, served_words, plan, work_dir / f"{pool}-{count}"
+                        run_env,
+                        count,
+                        urls,
+                        served_words,
+                        plan,
+                        work_dir / f"{pool}-{count}",
+                        _Servers(broker_url, database_url, site_pid),
                     )
                 except (BenchError, SQLAlchemyError, redis.RedisError) as err:
                     # e.g. PostgreSQL's max_connections, with many workers of many threads
@@ -206,6 +229,7 @@ def _one_run(
     served_words: int,
     plan: BenchPlan,
     log_dir: Path,
+    servers: _Servers,
 ) -> BenchRun:
     """Start `count` workers, crawl the URLs, stop the workers; return the figures."""
     from job_tasks.db import get_sessionmaker
@@ -222,7 +246,7 @@ def _one_run(
     log_dir.mkdir(parents=True, exist_ok=True)
     with _workers(env, count, log_dir) as processes:
         before = _database_activity(settings.database_url)
-        sampler = _Sampler(processes)
+        sampler = _Sampler(processes, servers.finders())
         machine_before = _machine_busy_seconds()
         sessions = get_sessionmaker(settings.database_url)
         per_job = get_settings().max_urls_per_job
@@ -236,6 +260,7 @@ def _one_run(
             time.sleep(0.2)
         sampler.stop()
         machine_seconds = _machine_busy_seconds() - machine_before
+    servers.close()
     engine.dispose()
     _dispose_shared_engine(settings.database_url)
     after = _database_activity(settings.database_url, settle=True)
@@ -263,6 +288,9 @@ def _one_run(
         db_commits_per_page=None if commits is None else round(commits, 2),
         db_rows_per_page=None if rows is None else round(rows, 1),
         machine_cpu_ms_per_page=round(machine_seconds * 1000 / pages, 2),
+        postgres_cpu_ms_per_page=sampler.ms_per_page("postgres", pages),
+        redis_cpu_ms_per_page=sampler.ms_per_page("redis", pages),
+        site_cpu_ms_per_page=sampler.ms_per_page("site", pages),
         done=figures["done"],
         words_ok=figures["words"] == served_words,
     )
@@ -361,7 +389,7 @@ def _empty(settings: Settings) -> None:
     engine = _engine(settings.database_url)
     try:
         with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY"))
+            conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
     finally:
         engine.dispose()
     client = redis.Redis.from_url(settings.broker_url)
@@ -444,8 +472,8 @@ def _database_activity(database_url: str, settle: bool = False) -> tuple[int, in
 
 
 @contextlib.contextmanager
-def _demo_site(site: DemoSite, log_path: Path) -> Iterator[str]:
-    """Serve the demo site from a process of its own; yield its URL."""
+def _demo_site(site: DemoSite, log_path: Path) -> Iterator[tuple[str, int]]:
+    """Serve the demo site from a process of its own; yield its URL and process id."""
     port = free_port()
     argv = [
         sys.executable,
@@ -464,8 +492,10 @@ def _demo_site(site: DemoSite, log_path: Path) -> Iterator[str]:
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
     try:
-        _wait(lambda: port_open(port), 15, "the demo site did not start", process)
-        yield f"http://127.0.0.1:{port}/"
+        # It renders its pages before it opens its port: about 1 ms each.
+        startup = 15 + site.pages / 500
+        _wait(lambda: port_open(port), startup, "the demo site did not start", process)
+        yield f"http://127.0.0.1:{port}/", process.pid
     finally:
         process.terminate()
         try:
@@ -520,13 +550,65 @@ def _workers(env: dict[str, str], count: int, log_dir: Path) -> Iterator[list[ps
             process.wait()
 
 
-class _Sampler:
-    """Read the CPU time and memory of the workers' process trees, in a thread."""
+class _Servers:
+    """Find the processes of the servers a crawl uses, to read their CPU time."""
 
-    def __init__(self, roots: list[psutil.Process]) -> None:
+    def __init__(self, broker_url: str, database_url: str, site_pid: int) -> None:
+        self.site_pid = site_pid
+        self.redis_port = urlsplit(broker_url).port or 6379
+        self.database = make_url(sqlalchemy_url(database_url)).database
+        url = make_url(sqlalchemy_url(database_url)).set(database="postgres")
+        self._admin = create_engine(url, isolation_level="AUTOCOMMIT", pool_size=1)
+
+    def finders(self) -> dict[str, Callable[[], list[psutil.Process]]]:
+        """Functions returning each server's processes now."""
+        redis_server = _listening(self.redis_port)
+        return {
+            "postgres": self._postgres,
+            "redis": lambda: redis_server,
+            "site": lambda: [psutil.Process(self.site_pid)],
+        }
+
+    def close(self) -> None:
+        self._admin.dispose()
+
+    def _postgres(self) -> list[psutil.Process]:
+        # The backends serving the bench's database (each connection is a process) and
+        # the WAL writer, which flushes their commits; not this sampler's own backend.
+        query = text(
+            "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+            "AND (datname = :db OR backend_type = 'walwriter')"
+        )
+        with self._admin.connect() as conn:
+            pids = conn.execute(query, {"db": self.database}).scalars().all()
+        return [psutil.Process(pid) for pid in pids if psutil.pid_exists(pid)]
+
+
+def _listening(port: int) -> list[psutil.Process]:
+    """The process listening on a local TCP port, if this user may see it."""
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+                return [psutil.Process(conn.pid)]
+    return []
+
+
+class _Sampler:
+    """Read the CPU time and memory of the workers' process trees, and the CPU time of
+    other processes (the servers), in a thread."""
+
+    def __init__(
+        self,
+        roots: list[psutil.Process],
+        others: dict[str, Callable[[], list[psutil.Process]]] | None = None,
+    ) -> None:
         self.roots = roots
+        self.others = others or {}
         self.first_cpu: dict[int, float] = {}
         self.last_cpu: dict[int, float] = {}
+        self.seen: dict[str, set[int]] = {name: set() for name in self.others}
+        self.unreadable: set[str] = set()
+        self.worker_pids: set[int] = set()
         self.peak_rss = self.first_rss = self.last_rss = 0
         self._started = False
         self._stopped = threading.Event()
@@ -537,16 +619,39 @@ class _Sampler:
 
     @property
     def cpu_seconds(self) -> float:
-        return sum(cpu - self.first_cpu.get(pid, 0.0) for pid, cpu in self.last_cpu.items())
+        return self._seconds(self.worker_pids)
+
+    def ms_per_page(self, name: str, pages: int) -> float | None:
+        """CPU ms per page of one group of `others`; None if it could not be read."""
+        if name in self.unreadable or not self.seen.get(name):
+            return None
+        return round(self._seconds(self.seen[name]) * 1000 / pages, 2)
 
     def stop(self) -> None:
         self._stopped.set()
         self._thread.join()
         self._sample()
 
+    def _seconds(self, pids: set[int]) -> float:
+        return sum(self.last_cpu[pid] - self.first_cpu.get(pid, 0.0) for pid in pids)
+
     def _run(self) -> None:
         while not self._stopped.wait(SAMPLE_SECONDS):
             self._sample()
+
+    def _read(self, process: psutil.Process) -> tuple[float, int] | None:
+        try:
+            with process.oneshot():
+                times = process.cpu_times()
+                memory = process.memory_info().rss
+        except psutil.NoSuchProcess:
+            return None  # ended: its last reading stands
+        cpu = times.user + times.system
+        # A process that appears later (a new pool process, a new connection's backend)
+        # counts from zero.
+        self.first_cpu.setdefault(process.pid, 0.0 if self._started else cpu)
+        self.last_cpu[process.pid] = cpu
+        return cpu, memory
 
     def _sample(self) -> None:
         rss = 0
@@ -556,21 +661,23 @@ class _Sampler:
             except psutil.NoSuchProcess:
                 continue
             for process in tree:
-                try:
-                    with process.oneshot():
-                        times = process.cpu_times()
-                        memory = process.memory_info().rss
-                except psutil.NoSuchProcess:
-                    continue  # ended: its last reading stands
-                cpu = times.user + times.system
-                # A process that appears later (a new pool process) counts from zero.
-                self.first_cpu.setdefault(process.pid, 0.0 if self._started else cpu)
-                self.last_cpu[process.pid] = cpu
-                rss += memory
+                reading = self._read(process)
+                if reading is not None:
+                    self.worker_pids.add(process.pid)
+                    rss += reading[1]
         self.peak_rss = max(self.peak_rss, rss)
         self.first_rss = self.first_rss or rss
         if rss:
             self.last_rss = rss
+        for name, find in self.others.items():
+            try:
+                for process in find():
+                    if self._read(process) is not None:
+                        self.seen[name].add(process.pid)
+            except (psutil.AccessDenied, SQLAlchemyError):
+                self.unreadable.add(name)
+            except psutil.NoSuchProcess:
+                pass
 
 
 def _machine_busy_seconds() -> float:

@@ -16,6 +16,9 @@ def create_celery(settings: Settings) -> Celery:
     """Make a Celery app configured from wordcrawl's settings."""
     app = Celery("wordcrawl", include=["job_tasks.tasks", "job_tasks.schedules"])
     app.conf.update(celery_config(settings))
+    # `db+postgresql://...` results are stored by one upsert per state (result_backend.py)
+    # instead of Celery's read, locked read and write.
+    app.loader.override_backends = {"db": "job_tasks.result_backend:UpsertDatabaseBackend"}
     # Every worker asks now and then for lost pages to be found and sent again.
     app.steps["worker"].add(ReconcileTimer)
     return app

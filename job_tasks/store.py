@@ -19,7 +19,9 @@ waits behind those few, not behind the whole crawl.
 
 The statements run on the session's connection (Core), not through the ORM: a worker
 writes two transactions per page, and the ORM's bookkeeping of objects nobody reads back
-cost a third of the time they take.
+cost a third of the time they take. Finishing a counted page takes two statements (end
+it, store its words and lock its job; then read where the job's pages stand), each round
+trip costing PostgreSQL CPU that the crawl shares (README, "Speed").
 """
 
 from __future__ import annotations
@@ -37,11 +39,28 @@ from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page, PageAttemp
 
 NewPage = tuple[int, str]  # (page id, task id) of a page to send to the workers
 
-INSERT_WORD_COUNTS = text(
-    "INSERT INTO word_counts (page_id, word, count) "
-    "SELECT :page_id, word, count "
-    "FROM unnest(CAST(:words AS text[]), CAST(:counts AS integer[])) AS t(word, count) "
-    "ON CONFLICT DO NOTHING"
+# One statement ends a counted page (only from `running`), stores all its words (two
+# arrays unnested into rows: a list of rows would be sent as one INSERT per word) and locks
+# its job's row. `ended` is 0 when the page had ended already: its words are not written
+# (they are only ever written with the `done` status, so they cannot conflict).
+FINISH_PAGE = text(
+    """
+    WITH ended AS (
+        UPDATE pages
+        SET status = 'done', http_status = :http_status, title = :title,
+            word_count = :word_count, unique_words = :unique_words, error = NULL,
+            message = NULL, finished_at = now(), elapsed_ms = :elapsed_ms
+        WHERE id = :page_id AND status = 'running'
+        RETURNING id
+    ), words AS (
+        INSERT INTO word_counts (page_id, word, count)
+        SELECT ended.id, t.word, t.count
+        FROM ended, unnest(CAST(:words AS text[]), CAST(:counts AS integer[])) AS t(word, count)
+    ), job AS (
+        SELECT id, status, depth, max_pages FROM jobs WHERE id = :job_id FOR UPDATE
+    )
+    SELECT (SELECT count(*) FROM ended) AS ended, job.* FROM job
+    """
 )
 # One failed attempt of a page, with the worker and start time of the page's row.
 RECORD_ATTEMPT = text(
@@ -124,43 +143,27 @@ def finish_page(
     """
     with sessions.begin() as session:
         conn = session.connection()
-        ended = conn.execute(
-            update(Page)
-            .where(Page.id == page.id, Page.status == "running")
-            .values(
-                status="done",
-                http_status=result.http_status,
-                title=result.title,
-                word_count=result.word_count,
-                unique_words=len(result.counts),
-                error=None,
-                message=None,
-                finished_at=func.now(),
-                elapsed_ms=result.elapsed_ms,
-            )
-            .returning(Page.id)
-        ).one_or_none()
-        if ended is None:
+        job = conn.execute(
+            FINISH_PAGE,
+            {
+                "page_id": page.id,
+                "job_id": page.job_id,
+                "http_status": result.http_status,
+                "title": result.title,
+                "word_count": result.word_count,
+                "unique_words": len(result.counts),
+                "elapsed_ms": result.elapsed_ms,
+                "words": list(result.counts),
+                "counts": list(result.counts.values()),
+            },
+        ).one()
+        if not job.ended:
             return None
-        if result.counts:
-            # One statement for all the page's words (two arrays, unnested into rows): a
-            # list of rows would be sent as one INSERT per word.
-            conn.execute(
-                INSERT_WORD_COUNTS,
-                {
-                    "page_id": page.id,
-                    "words": list(result.counts),
-                    "counts": list(result.counts.values()),
-                },
-            )
-        job = lock_job(conn, page.job_id)
         if job.status not in OPEN_JOB_STATUSES:
             return []
         if page.depth < job.depth:
             _add_pages(conn, job, result.links, page.depth + 1)
-        to_send = release_pages(conn, job.id, in_broker)
-        _end_job_if_complete(conn, job)
-    return to_send
+        return _page_ended(conn, job, in_broker)
 
 
 def fail_page(
@@ -193,9 +196,23 @@ def fail_page(
         job = lock_job(conn, page.job_id)
         if job.status not in OPEN_JOB_STATUSES:
             return []
-        to_send = release_pages(conn, job.id, in_broker)
-        _end_job_if_complete(conn, job)
-    return to_send
+        return _page_ended(conn, job, in_broker)
+
+
+def _page_ended(conn: Connection, job: Row, in_broker: int) -> list[NewPage]:
+    """After a page of an open job (its row locked) ended: release the job's next waiting
+    pages, or end the job if none is left open; return the pages to send."""
+    sent, waiting = conn.execute(
+        select(
+            func.count().filter(Page.task_id.is_not(None)),
+            func.count().filter(Page.task_id.is_(None)),
+        ).where(Page.job_id == job.id, Page.status.in_(OPEN_PAGE_STATUSES))
+    ).one()
+    if waiting:
+        return release_pages(conn, job.id, in_broker, sent)
+    if not sent:
+        _end_job(conn, job)
+    return []
 
 
 def record_attempt(conn: Connection, page: ClaimedPage, error: PageError, outcome: str) -> None:
@@ -239,22 +256,27 @@ def starts_without_outcome(sessions: sessionmaker[Session], page: ClaimedPage) -
     return page.attempts - last
 
 
-def release_pages(conn: Connection, job_id: uuid.UUID, in_broker: int) -> list[NewPage]:
+def release_pages(
+    conn: Connection, job_id: uuid.UUID, in_broker: int, sent: int | None = None
+) -> list[NewPage]:
     """Give task ids to a job's next waiting pages, so that `in_broker` of its pages are in
     the broker at once; return them, to be sent after the commit.
 
     Call with the job's row locked (two finishers must not both fill the same places).
-    Pages are released in the order they were found, so a crawl still goes level by level.
+    `sent`, when the caller has just counted them, is how many of its open pages have
+    task ids. Pages are released in the order they were found, so a crawl still goes
+    level by level.
     """
-    sent = conn.execute(
-        select(func.count())
-        .select_from(Page)
-        .where(
-            Page.job_id == job_id,
-            Page.status.in_(OPEN_PAGE_STATUSES),
-            Page.task_id.is_not(None),
-        )
-    ).scalar_one()
+    if sent is None:
+        sent = conn.execute(
+            select(func.count())
+            .select_from(Page)
+            .where(
+                Page.job_id == job_id,
+                Page.status.in_(OPEN_PAGE_STATUSES),
+                Page.task_id.is_not(None),
+            )
+        ).scalar_one()
     room = in_broker - sent
     if room <= 0:
         return []
@@ -314,13 +336,8 @@ def _add_pages(conn: Connection, job: Row, urls: Iterable[str], depth: int) -> N
     )
 
 
-def _end_job_if_complete(conn: Connection, job: Row) -> None:
-    """End a job (its row locked) whose pages have all ended: done if one was counted."""
-    if job.status not in OPEN_JOB_STATUSES:
-        return  # cancelled while this page ran
-    unfinished = select(exists().where(Page.job_id == job.id, Page.status.in_(OPEN_PAGE_STATUSES)))
-    if conn.execute(unfinished).scalar():
-        return
+def _end_job(conn: Connection, job: Row) -> None:
+    """End an open job (its row locked) whose pages have all ended: done if one was counted."""
     counted = select(exists().where(Page.job_id == job.id, Page.status == "done"))
     conn.execute(
         update(Job)

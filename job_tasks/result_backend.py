@@ -1,0 +1,67 @@
+"""Store Celery's task states in PostgreSQL in one statement each: the result backend.
+
+Celery's database backend (`db+postgresql://...`) writes every state a page's task goes
+through (STARTED, PROGRESS, SUCCESS or FAILURE) with three statements in a transaction:
+it reads the task's row, reads it again locked, then inserts or updates it through the
+ORM. A page has three states, so that was nine statements and three commits per page,
+about a quarter of a worker's CPU (measured with py-spy: README, "Speed").
+
+This backend stores the same columns in one `INSERT ... ON CONFLICT (task_id) DO UPDATE`
+(PostgreSQL's upsert, atomic without a lock taken by hand). The rule Celery keeps stays:
+once a task's row says SUCCESS, a later write (a task delivered twice) changes nothing.
+Reading results, expiring them and everything else is Celery's own code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import states
+from celery.backends.database import DatabaseBackend, session_cleanup
+from kombu.utils.encoding import ensure_bytes
+from sqlalchemy.dialects.postgresql import insert
+
+# Columns Celery fills itself or handles apart (see DatabaseBackend._update_result).
+NOT_FROM_META = frozenset(("id", "task_id", "children", "stamps"))
+
+
+class UpsertDatabaseBackend(DatabaseBackend):
+    """Celery's database backend, each state stored by one upsert on PostgreSQL."""
+
+    def _store_result(
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: str | None = None,
+        request: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Store a task's state and result, unless its row already says SUCCESS."""
+        meta = self._get_result_meta(
+            result=ensure_bytes(self.encode(result)),
+            state=state,
+            traceback=traceback,
+            request=request,
+            format_date=False,
+            encode=True,
+        )
+        table = self.task_cls.__table__
+        values = {
+            column.name: meta.get(column.name)
+            for column in table.columns
+            if column.name not in NOT_FROM_META
+        }
+        if "children" in table.columns:
+            children = meta.get("children")
+            values["children"] = ensure_bytes(self.encode(children)) if children else None
+        statement = insert(table).values(task_id=task_id, **values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.task_id],
+            set_={name: statement.excluded[name] for name in values},
+            where=table.c.status != states.SUCCESS,
+        )
+        session = self.ResultSession()
+        with session_cleanup(session):
+            session.connection().execute(statement)
+            session.commit()
