@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from job_manager.errors import ApiError
+from job_manager.jobs import parse_job_request
 from job_manager.schedules import parse_timing
 from job_tasks.schedules import BadSchedule, Timing, cron_next, parse_cron
+from job_tasks.settings import Settings
 
 
 def at(text: str) -> datetime:
@@ -131,3 +133,11 @@ def test_parse_timing_refuses_bad_values_naming_the_field(value, field):
         "invalid_value",
         field,
     )
+
+
+def test_a_submission_may_carry_a_schedule_beside_the_job_fields():
+    data = {"urls": ["http://example.com/"], "depth": 1, "schedule": {"every_minutes": 5}}
+
+    job = parse_job_request(data, Settings())
+
+    assert (job.urls, job.depth) == (["http://example.com/"], 1)
