@@ -5,15 +5,11 @@ Every view is thin: check the input, call jobs.py or queries.py, return JSON.
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
 import redis
 from flask import Blueprint, Response, jsonify, request, url_for
 from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from job_tasks import app as celery_app
 from job_tasks.broker import queue_length
@@ -21,6 +17,15 @@ from job_tasks.models import PAGE_STATUSES
 from job_tasks.words import tokenize
 
 from . import queries
+from .api_input import (
+    existing_job,
+    no_job,
+    number_arg,
+    parse_job_id,
+    read_json_body,
+    require_json_body,
+    stopwords_arg,
+)
 from .errors import ApiError
 from .extensions import limiter, sessions, settings
 from .jobs import cancel_job, parse_job_request, submit_job
@@ -31,13 +36,7 @@ ACTIVITY_BUCKET_SECONDS = 5  # the dashboard counts pages ended per 5 seconds
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-@bp.before_request
-def require_json_body() -> None:
-    """Take bodies only as application/json (which also keeps cross-site forms out)."""
-    # Only application/json (contract, section 7): a form on another site cannot send it,
-    # so the API needs no CSRF token. (Werkzeug's is_json would also take "+json" types.)
-    if request.method in ("POST", "PUT", "PATCH") and request.mimetype != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+bp.before_request(require_json_body)
 
 
 @bp.post("/jobs")
@@ -52,20 +51,9 @@ def create_job() -> tuple[Response, int]:
     return jsonify({"id": str(job_id), "status": "queued", "url": url}), 202
 
 
-def read_json_body() -> Any:
-    """Return the request's JSON body; raise ApiError(400) when it is not valid JSON."""
-    try:
-        data = request.get_json(silent=True)
-    except RecursionError:  # [[[[... nested deeper than Python's JSON parser can go
-        data = None
-    if data is None:
-        raise ApiError(400, "invalid_json", "the body is not valid JSON")
-    return data
-
-
 @bp.get("/jobs")
 def list_jobs() -> Response:
-    limit = _limit("limit", default=20, high=100)
+    limit = number_arg("limit", default=20, high=100)
     with sessions()() as session:
         return jsonify(queries.recent_jobs(session, limit))
 
@@ -73,15 +61,15 @@ def list_jobs() -> Response:
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
     with sessions()() as session:
-        return jsonify(_existing_job(session, job_id))
+        return jsonify(existing_job(session, job_id))
 
 
 @bp.delete("/jobs/<job_id>")
 def delete_job(job_id: str) -> Response:
-    if not cancel_job(sessions(), _job_uuid(job_id)):
-        raise _no_job(job_id)
+    if not cancel_job(sessions(), parse_job_id(job_id)):
+        raise no_job(job_id)
     with sessions()() as session:
-        return jsonify(_existing_job(session, job_id))
+        return jsonify(existing_job(session, job_id))
 
 
 @bp.get("/jobs/<job_id>/pages")
@@ -91,23 +79,23 @@ def get_pages(job_id: str) -> Response:
         raise ApiError(
             400, "invalid_value", f"status must be one of {', '.join(PAGE_STATUSES)}", "status"
         )
-    limit = _limit("limit", default=None, high=10_000)
-    offset = _limit("offset", default=0, high=10_000_000, low=0)
+    limit = number_arg("limit", default=None, high=10_000)
+    offset = number_arg("offset", default=0, high=10_000_000, low=0)
     newest_first = request.args.get("order", "found") == "newest"
     with sessions()() as session:
-        _existing_job(session, job_id)
+        existing_job(session, job_id)
         return jsonify(
-            queries.job_pages(session, _job_uuid(job_id), status, limit, offset, newest_first)
+            queries.job_pages(session, parse_job_id(job_id), status, limit, offset, newest_first)
         )
 
 
 @bp.get("/jobs/<job_id>/words")
 def get_words(job_id: str) -> Response:
-    limit = _limit("limit", default=50, high=1000)
-    include_stopwords = _include_stopwords()
+    limit = number_arg("limit", default=50, high=1000)
+    include_stopwords = stopwords_arg()
     with sessions()() as session:
-        _existing_job(session, job_id)
-        return jsonify(queries.job_words(session, _job_uuid(job_id), limit, include_stopwords))
+        existing_job(session, job_id)
+        return jsonify(queries.job_words(session, parse_job_id(job_id), limit, include_stopwords))
 
 
 @bp.get("/words/<word>")
@@ -117,7 +105,7 @@ def get_word(word: str) -> Response:
         raise ApiError(
             400, "invalid_value", "give exactly one word (letters, digits, ' or -)", "word"
         )
-    limit = _limit("limit", default=100, high=1000)
+    limit = number_arg("limit", default=100, high=1000)
     with sessions()() as session:
         return jsonify(queries.word_pages(session, words[0], limit))
 
@@ -125,7 +113,7 @@ def get_word(word: str) -> Response:
 @bp.get("/activity")
 def get_activity() -> Response:
     """What the workers are doing: pages per second, queue, workers, newest pages."""
-    minutes = _limit("minutes", 5, 60)
+    minutes = number_arg("minutes", 5, 60)
     with sessions()() as session:
         report = queries.activity(session, minutes, ACTIVITY_BUCKET_SECONDS)
     report["minutes"] = minutes
@@ -167,44 +155,3 @@ def health() -> tuple[Response, int]:
         report["workers"] = len(_online_workers())
     healthy = report["broker"] == "ok" and report["database"] == "ok" and report["workers"]
     return jsonify(report), 200 if healthy else 503
-
-
-def _job_uuid(job_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(job_id)
-    except ValueError:
-        raise _no_job(job_id) from None
-
-
-def _existing_job(session: Session, job_id: str) -> dict:
-    job = queries.get_job(session, _job_uuid(job_id))
-    if job is None:
-        raise _no_job(job_id)
-    return job
-
-
-def _no_job(job_id: str) -> ApiError:
-    return ApiError(404, "not_found", f"there is no job {job_id}")
-
-
-def _include_stopwords() -> bool:
-    """Read ?stopwords=exclude|include (exclude when absent)."""
-    stopwords = request.args.get("stopwords", "exclude")
-    if stopwords not in ("exclude", "include"):
-        raise ApiError(
-            400, "invalid_value", "stopwords must be 'exclude' or 'include'", "stopwords"
-        )
-    return stopwords == "include"
-
-
-def _limit(name: str, default: int | None, high: int, low: int = 1) -> int | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    # isascii: "²" and Arabic-Indic digits are digits to str.isdigit (int() refuses "²"),
-    # and thousands of digits (int() refuses those too) are no limit either.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12 or not low <= int(raw) <= high:
-        raise ApiError(
-            400, "invalid_value", f"{name} must be a whole number from {low} to {high}", name
-        )
-    return int(raw)

@@ -11,7 +11,14 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from . import failures
-from .api import _existing_job, _job_uuid, _limit, _no_job, read_json_body, require_json_body
+from .api_input import (
+    existing_job,
+    no_job,
+    number_arg,
+    parse_job_id,
+    read_json_body,
+    require_json_body,
+)
 from .extensions import limiter, sessions, settings
 
 bp = Blueprint("api_failures", __name__, url_prefix="/api")
@@ -21,12 +28,12 @@ bp.before_request(require_json_body)
 @bp.get("/failures")
 def list_failures() -> Response:
     """Failed pages, newest first; `job=<id>` keeps one job's."""
-    limit = _limit("limit", default=50, high=1000)
+    limit = number_arg("limit", default=50, high=1000)
     job_id = request.args.get("job")
     with sessions()() as session:
         if job_id is not None:
-            _existing_job(session, job_id)
-        job_uuid = None if job_id is None else _job_uuid(job_id)
+            existing_job(session, job_id)
+        job_uuid = None if job_id is None else parse_job_id(job_id)
         return jsonify(failures.failed_pages(session, limit, job_uuid))
 
 
@@ -34,17 +41,17 @@ def list_failures() -> Response:
 @limiter.limit(lambda: f"{settings().submissions_per_minute}/minute")
 def retry_job(job_id: str) -> tuple[Response, int]:
     """Queue a job's failed pages again (all, or those of `urls`); answer with the job."""
-    job_uuid = _job_uuid(job_id)
+    job_uuid = parse_job_id(job_id)
     urls = failures.parse_retry_request(read_json_body(), settings())
     if failures.retry_pages(sessions(), job_uuid, urls, settings()) is None:
-        raise _no_job(job_id)
+        raise no_job(job_id)
     with sessions()() as session:
-        return jsonify(_existing_job(session, job_id)), 202
+        return jsonify(existing_job(session, job_id)), 202
 
 
 @bp.get("/jobs/<job_id>/attempts")
 def list_attempts(job_id: str) -> Response:
     """Every failed attempt of a job's pages, page by page, oldest first."""
     with sessions()() as session:
-        _existing_job(session, job_id)
-        return jsonify(failures.job_attempts(session, _job_uuid(job_id)))
+        existing_job(session, job_id)
+        return jsonify(failures.job_attempts(session, parse_job_id(job_id)))

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from job_tasks.models import Job
 
 from . import queries
-from .api import _include_stopwords, _limit, read_json_body, require_json_body
+from .api_input import number_arg, read_json_body, require_json_body, stopwords_arg
 from .errors import ApiError
 from .extensions import sessions
 from .schedules import (
@@ -33,7 +33,7 @@ bp.before_request(require_json_body)
 
 @bp.get("/schedules")
 def list_all() -> Response:
-    limit = _limit("limit", default=20, high=100)
+    limit = number_arg("limit", default=20, high=100)
     with sessions()() as session:
         return jsonify(list_schedules(session, limit))
 
@@ -47,7 +47,7 @@ def get_one(schedule_id: str) -> Response:
 @bp.get("/schedules/<schedule_id>/runs")
 def runs(schedule_id: str) -> Response:
     """The schedule's runs, as GET /api/jobs shows jobs, newest first."""
-    limit = _limit("limit", default=20, high=100)
+    limit = number_arg("limit", default=20, high=100)
     with sessions()() as session:
         _existing(session, schedule_id)
         return jsonify(queries.recent_jobs(session, limit, _schedule_uuid(schedule_id)))
@@ -81,8 +81,8 @@ def delete(schedule_id: str) -> Response:
 @bp.get("/schedules/<schedule_id>/diff")
 def diff(schedule_id: str) -> Response:
     """The words whose count changed most between two runs (default: the newest two done)."""
-    limit = _limit("limit", default=20, high=1000)
-    include_stopwords = _include_stopwords()
+    limit = number_arg("limit", default=20, high=1000)
+    include_stopwords = stopwords_arg()
     with sessions()() as session:
         _existing(session, schedule_id)
         from_job, to_job = _compared_runs(session, _schedule_uuid(schedule_id))

@@ -57,7 +57,7 @@ def dashboard() -> str:
 
 @bp.get("/jobs/<job_id>")
 def job(job_id: str) -> str:
-    job_uuid = _job_uuid(job_id)
+    job_uuid = uuid_or_404(job_id)
     with sessions()() as session:
         found = queries.get_job(session, job_uuid)
         if found is None:
@@ -71,7 +71,7 @@ def job(job_id: str) -> str:
 
 @bp.post("/jobs/<job_id>/cancel")
 def cancel(job_id: str) -> Response:
-    if not cancel_job(sessions(), _job_uuid(job_id)):
+    if not cancel_job(sessions(), uuid_or_404(job_id)):
         abort(404)
     return redirect(url_for("web.job", job_id=job_id), code=303)
 
@@ -89,8 +89,9 @@ def _form_integer(raw: str, field: str) -> int:
         raise ApiError(400, "invalid_value", f"{field} must be a whole number", field) from None
 
 
-def _job_uuid(job_id: str) -> uuid.UUID:
+def uuid_or_404(value: str) -> uuid.UUID:
+    """Read an id from a page's path; a malformed one is a page that does not exist."""
     try:
-        return uuid.UUID(job_id)
+        return uuid.UUID(value)
     except ValueError:
         abort(404)

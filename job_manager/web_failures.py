@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 from . import failures
 from .errors import ApiError
 from .extensions import sessions, settings
-from .web import _job_uuid
+from .web import uuid_or_404
 
 PAGES_SHOWN = 100
 JOBS_SHOWN = 20
@@ -36,7 +36,7 @@ def retry(job_id: str) -> Response:
     url = request.form.get("url")
     try:
         count = failures.retry_pages(
-            sessions(), _job_uuid(job_id), [url] if url else None, settings()
+            sessions(), uuid_or_404(job_id), [url] if url else None, settings()
         )
     except ApiError as refused:  # the page or job is not in a state to retry: say why
         flash(refused.message, "error")
