@@ -51,6 +51,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend": settings.celery_result_backend,
         "result_extended": True,  # keep the task name, args and worker in celery_taskmeta
         "database_create_tables_at_setup": False,  # `wordcrawl init-db` creates them once
+        # Each state is one statement (job_tasks/result_backend.py): autocommit spares a
+        # BEGIN and a COMMIT per state. No ping before each use: a connection that died
+        # with a restarted server fails its statement, and Celery's backend then drops its
+        # connections and tries again (result_backend_always_retry).
+        "database_engine_options": {
+            "isolation_level": "AUTOCOMMIT",
+            "pool_pre_ping": False,
+            "pool_recycle": 3600,
+        },
         # The database backend never deletes a result by itself: with result_expires set,
         # `celery beat` schedules celery.backend_cleanup daily (04:00, on the housekeeping
         # queue), which deletes the rows older than this. None (0 days) keeps them forever,

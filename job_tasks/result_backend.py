@@ -9,7 +9,8 @@ about a quarter of a worker's CPU (measured with py-spy: README, "Speed").
 This backend stores the same columns in one `INSERT ... ON CONFLICT (task_id) DO UPDATE`
 (PostgreSQL's upsert, atomic without a lock taken by hand). The rule Celery keeps stays:
 once a task's row says SUCCESS, a later write (a task delivered twice) changes nothing.
-Reading results, expiring them and everything else is Celery's own code.
+Reading results, expiring them and everything else is Celery's own code. Its connections
+are in autocommit mode (celeryconfig.py): one statement needs no BEGIN and COMMIT.
 """
 
 from __future__ import annotations

@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 60  # seconds; Retry-After above this is capped
 REDELIVERIES = 2  # times a page may start again after its worker died mid-page
-PROGRESS = "PROGRESS"  # the custom task state of a page whose body is being counted
 RECONCILE_LOCK = "wordcrawl:reconcile-lock"
 
 
@@ -97,18 +96,10 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
             _fail(sessions, page, Timeout(gave_up), 0)
             raise PageFailed(f"gave up after {unfinished - 1} unfinished attempts")
     try:
+        # Celery's STARTED state (task_track_started) says the page is being crawled, and
+        # SUCCESS or FAILURE how it ended. No custom state in between: each state is one
+        # more PostgreSQL write per page, and nothing reads it (README, "Speed").
         response = worker_fetcher().fetch(page.url)
-        # Celery's STARTED says the page is being fetched; this custom state says it
-        # arrived and is being counted (Flower and AsyncResult(task_id).info show it).
-        self.update_state(
-            state=PROGRESS,
-            meta={
-                "page_id": page.id,
-                "url": page.url,
-                "step": "counting",
-                "bytes": len(response.body),
-            },
-        )
         document = extract(response)
         counts = count_words(document.text)
     except SoftTimeLimitExceeded:
