@@ -25,3 +25,8 @@ def test_load_benchmark_prints_figures_and_loses_no_job(manager_url, fixture_sit
     assert "server errors   0 (5xx), 0 unanswered" in result.stdout
     assert "answers         202: 30" in result.stdout
     assert "jobs accepted   30, ended 30, not ended 0" in result.stdout
+    latency = [
+        float(line.split()[2]) for line in result.stdout.splitlines() if line.startswith("latency")
+    ]
+    assert len(latency) == 4  # p50, p95, p99, max
+    assert 0 < latency[0] <= latency[1] <= latency[2] <= latency[3]
