@@ -54,12 +54,25 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Each state is one statement (job_tasks/result_backend.py): autocommit spares a
         # BEGIN and a COMMIT per state. No ping before each use: a connection that died
         # with a restarted server fails its statement, and Celery's backend then drops its
-        # connections and tries again (result_backend_always_retry).
+        # connections and tries again (result_backend_always_retry). A state is not
+        # waited for on disk (synchronous_commit off, for these connections only): should
+        # PostgreSQL crash, the last fraction of a second of states may be lost, never a
+        # page, whose rows are written by wordcrawl's own connections.
         "database_engine_options": {
             "isolation_level": "AUTOCOMMIT",
             "pool_pre_ping": False,
             "pool_recycle": 3600,
+            "connect_args": {"options": "-c synchronous_commit=off"},
         },
+        # While PostgreSQL is away, a state waits for it (backing off up to 10 s, for
+        # minutes) instead of failing after three quick tries. A state that cannot be
+        # stored fails its task outside the task's body, and a threads worker then never
+        # acknowledges that message: it holds its place in the worker's prefetch, and a
+        # worker whose places are all held that way stops taking tasks (seen in
+        # tests/integration/test_faults.py, the database restart, before this was set).
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 40,
+        "result_backend_max_sleep_between_retries_ms": 10_000,
         # The database backend never deletes a result by itself: with result_expires set,
         # `celery beat` schedules celery.backend_cleanup daily (04:00, on the housekeeping
         # queue), which deletes the rows older than this. None (0 days) keeps them forever,
