@@ -6,15 +6,12 @@ tasks on the Redis broker; results are read back from PostgreSQL.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response
+if TYPE_CHECKING:
+    from flask import Flask
 
-from job_tasks.settings import Settings, get_settings
-
-from . import api, api_failures, api_schedules, metrics, web, web_failures, web_schedules
-from .errors import register_error_handlers
-from .extensions import csrf, limiter
+    from job_tasks.settings import Settings
 
 # No inline scripts or styles, nothing from other sites, no framing by other sites.
 CONTENT_SECURITY_POLICY = (
@@ -25,6 +22,16 @@ CONTENT_SECURITY_POLICY = (
 
 def create_app(config: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
     """Build the manager app; `config` overrides Flask settings, `settings` wordcrawl's."""
+    # Imported here, not at the top: the `wordcrawl` command lives in this package, and its
+    # client commands (submit, status, words) must not pay for Flask and the blueprints.
+    from flask import Flask, Response
+
+    from job_tasks.settings import get_settings
+
+    from . import api, api_failures, api_schedules, metrics, web, web_failures, web_schedules
+    from .errors import register_error_handlers
+    from .extensions import csrf, limiter
+
     settings = settings or get_settings()
     app = Flask(__name__)
     app.config.update(
