@@ -394,7 +394,8 @@ def bench(
 @click.argument("change", type=click.Choice(["add", "remove", "list"]))
 @click.option("--count", "-n", default=1, show_default=True, type=click.IntRange(1, 32))
 def workers(change: str, count: int) -> None:
-    """Add or remove workers of the `wordcrawl up` running from this folder, or list them."""
+    """Add or remove workers of the `wordcrawl up` running from this folder, or list them
+    (with the pid of each one's main process)."""
     from .services import ServiceError
     from .stack import WorkerControl
 
@@ -403,7 +404,10 @@ def workers(change: str, count: int) -> None:
     if status is None:
         raise click.ClickException("no `wordcrawl up` is running here (start one first)")
     if change == "list":
-        click.echo(", ".join(status["workers"]))
+        # One line a worker: its name and the pid of its main process, to kill in class.
+        pids = status.get("worker_pids", {})  # absent from an older `up`'s file
+        for name in status["workers"]:
+            click.echo(f"{name}  pid {pids[name]}" if name in pids else name)
         return
     current = len(status["workers"])
     wanted = current + count if change == "add" else max(1, current - count)
@@ -465,6 +469,7 @@ def _wait_with_progress(client: ApiClient, job_id: str) -> dict:
     from tqdm import tqdm
 
     started = time.monotonic()
+    delay = 0.1  # a one-page job ends in well under a second: look soon, then less often
     with tqdm(total=1, unit="page", desc="pages", dynamic_ncols=True) as bar:
         while True:
             job = _api(lambda: client.job(job_id))
@@ -477,7 +482,8 @@ def _wait_with_progress(client: ApiClient, job_id: str) -> dict:
             bar.refresh()
             if job["status"] not in OPEN_STATUSES:
                 return job
-            time.sleep(0.5)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
 
 
 def _print_words(rows: list[dict]) -> None:

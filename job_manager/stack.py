@@ -5,6 +5,10 @@ then the tables, the demo site, the workers, beat, Flower and the manager. Every
 a process group of its own, so Ctrl-C reaches only this supervisor, which then stops the
 pieces in reverse order: workers get a warm shutdown (they finish or hand back their
 tasks), servers a clean stop, and anything left is killed, so no process stays behind.
+
+A worker that exits on its own (killed in class, say) is started again under its name, as
+Compose's restart policy would; one that keeps dying right after it starts (a configuration
+problem) stops the stack, as any other piece that exits does.
 """
 
 from __future__ import annotations
@@ -40,23 +44,29 @@ from .services import (
 
 DEMO_SITE_PORT = 8001
 STARTUP_TIMEOUT = 90.0
+# A worker that exits this many times within this many seconds is not restarted again.
+WORKER_EXITS_ALLOWED = 3
+WORKER_EXITS_WINDOW = 60.0
 
 
 class WorkerControl:
     """How `wordcrawl workers add/remove` talks to a running `wordcrawl up`.
 
-    `up` publishes its pid and its workers in a small JSON file of its state folder; the
-    command writes the number of workers it wants beside it and sends SIGUSR1; `up` starts
-    or stops (warm shutdown) workers to match, and publishes the new list.
+    `up` publishes its pid, its workers' names and their pids in a small JSON file of its
+    state folder; the command writes the number of workers it wants beside it and sends
+    SIGUSR1; `up` starts or stops (warm shutdown) workers to match, and publishes the new
+    list.
     """
 
     def __init__(self, state_dir: Path) -> None:
         self.status_path = state_dir / "up.json"
         self.wanted_path = state_dir / "workers.wanted"
 
-    def publish(self, pid: int, workers: list[str]) -> None:
+    def publish(self, pid: int, workers: dict[str, int]) -> None:
+        """Write `up`'s pid and its workers, name to pid (`workers` keeps the names alone)."""
+        status = {"pid": pid, "workers": list(workers), "worker_pids": workers}
         temporary = self.status_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"pid": pid, "workers": workers}))
+        temporary.write_text(json.dumps(status))
         temporary.replace(self.status_path)  # readers never see half a file
 
     def status(self) -> dict | None:
@@ -124,6 +134,7 @@ class Stack:
         self.stopping = False
         self.worker_children: list[Child] = []
         self.worker_numbers = 0  # the last n of a worker named wn
+        self.worker_exits: dict[str, list[float]] = {}  # name: when it exited on its own
         self.control = WorkerControl(self.state_dir)
         self.rescale = False  # set by SIGUSR1: `wordcrawl workers add/remove` asked
 
@@ -216,7 +227,7 @@ class Stack:
             "Press Ctrl-C to stop everything.",
             flush=True,
         )
-        self.control.publish(os.getpid(), self.worker_names())
+        self.control.publish(os.getpid(), self.worker_pids())
 
     def _start_server(self, server: ServerProcess | None) -> str | None:
         """Start an embedded server (registered first, so Ctrl-C during start stops it)."""
@@ -230,12 +241,43 @@ class Stack:
     def worker_names(self) -> list[str]:
         return [child.name.removeprefix("worker ") for child in self.worker_children]
 
+    def worker_pids(self) -> dict[str, int]:
+        """Return each worker's name and the pid of its main process (`celery worker`)."""
+        return {
+            child.name.removeprefix("worker "): child.process.pid for child in self.worker_children
+        }
+
     def _add_worker(self) -> None:
         self.worker_numbers += 1
-        name = f"w{self.worker_numbers}"
+        self.worker_children.append(self._spawn_worker(f"w{self.worker_numbers}"))
+
+    def _spawn_worker(self, name: str) -> Child:
         # Workers get time for a warm shutdown: finish the page, or hand it back.
-        child = self._spawn(f"worker {name}", worker_command(name, self.settings), 30.0)
-        self.worker_children.append(child)
+        return self._spawn(f"worker {name}", worker_command(name, self.settings), 30.0)
+
+    def _restart_worker(self, child: Child) -> None:
+        """Start a worker that exited on its own again, under its name (its node name)."""
+        name = child.name.removeprefix("worker ")
+        now = time.monotonic()
+        exits = [t for t in self.worker_exits.get(name, []) if now - t < WORKER_EXITS_WINDOW]
+        self.worker_exits[name] = [*exits, now]
+        if len(self.worker_exits[name]) >= WORKER_EXITS_ALLOWED:
+            raise ServiceError(
+                f"{child.name} exited {WORKER_EXITS_ALLOWED} times within "
+                f"{WORKER_EXITS_WINDOW:g} s ({_how_it_ended(child.process.returncode)}); "
+                f"see {child.log_path}\n{_tail(child.log_path)}"
+            )
+        print(
+            f"{child.name} exited ({_how_it_ended(child.process.returncode)}); starting it again",
+            flush=True,
+        )
+        # Its pool processes may outlive it: they go with its process group, so the new
+        # worker is the only node of that name (Celery expects node names to be unique).
+        child.stop()
+        self.children.remove(child)
+        index = self.worker_children.index(child)
+        self.worker_children[index] = self._spawn_worker(name)
+        self.control.publish(os.getpid(), self.worker_pids())
 
     def _remove_worker(self) -> None:
         child = self.worker_children.pop()
@@ -255,15 +297,19 @@ class Stack:
         while len(self.worker_children) > max(1, wanted):
             self._remove_worker()
         print(f"workers now: {', '.join(self.worker_names())}", flush=True)
-        self.control.publish(os.getpid(), self.worker_names())
+        self.control.publish(os.getpid(), self.worker_pids())
 
     def _watch(self) -> None:
-        """Wait until Ctrl-C; if a piece dies on its own, stop the rest and say why."""
+        """Wait until Ctrl-C; restart workers that die; if another piece dies, stop all."""
         while True:
             if self.rescale:
                 self._apply_rescale()
-            for child in self.children:
-                if child.process.poll() is not None:
+            for child in list(self.children):
+                if child.process.poll() is None:
+                    continue
+                if child in self.worker_children:
+                    self._restart_worker(child)
+                else:
                     raise ServiceError(
                         f"{child.name} exited with code {child.process.returncode}; "
                         f"see {child.log_path}\n{_tail(child.log_path)}"
@@ -333,6 +379,14 @@ def _origin(server: ServerProcess | None) -> str:
     if server is None:
         return "   (already running)"
     return f"   (started by wordcrawl up; data in {server.data_dir})"
+
+
+def _how_it_ended(returncode: int) -> str:
+    """Say how a process ended: "exit code 1", or "killed by SIGKILL" (Popen: -9)."""
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit code {returncode}"
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -6,7 +6,9 @@ demo-site page with `wordcrawl submit --wait`, logs in to Flower with the printe
 credentials, and stops it with SIGINT: every process it started must be gone, and every
 port it used free. Once it runs against the machine's Redis and PostgreSQL (in a Redis
 database number and a PostgreSQL database of the test's own, which `up` must create), and
-once where nothing answers, so that it starts its own embedded servers.
+once where nothing answers, so that it starts its own embedded servers. The first run also
+adds and removes a worker, and kills one with SIGKILL mid-crawl: `up` starts it again under
+its name, and the crawl loses no page and counts none twice.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,10 +32,13 @@ import pytest
 import requests
 from conftest import claim_redis_database, release_redis_database
 from processes import node_name, wait_for
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from job_manager.demo_site import DemoSite
 from job_manager.services import free_port, port_is_free
 from job_tasks.db import drop_database
+from job_tasks.settings import sqlalchemy_url
 
 START_TIMEOUT = 180.0  # a first embedded PostgreSQL runs initdb
 STOP_TIMEOUT = 60.0
@@ -154,7 +160,9 @@ def port_of(url: str) -> int:
     return port
 
 
-def run_stack_once(env: dict[str, str], cwd: Path, scale: bool = False) -> dict[str, str]:
+def run_stack_once(
+    env: dict[str, str], cwd: Path, scale: bool = False, kill: bool = False
+) -> dict[str, str]:
     """Start `wordcrawl up`, crawl one page through it, stop it; check all of it.
 
     Returns the banner's broker and database lines and the command lines of the
@@ -205,6 +213,8 @@ def run_stack_once(env: dict[str, str], cwd: Path, scale: bool = False) -> dict[
             return set(response.json()) == wanted
 
         wait_for(flower_lists_the_workers, 30, f"Flower did not list {sorted(wanted)}", 0.5)
+        if kill:
+            kill_a_worker_mid_crawl(up, env, cwd, manager_url, demo_url)
         if scale:
             add_and_remove_a_worker(env, cwd, manager_url)
 
@@ -229,20 +239,118 @@ def run_stack_once(env: dict[str, str], cwd: Path, scale: bool = False) -> dict[
     }
 
 
+def workers_command(env: dict[str, str], cwd: Path, *args: str) -> str:
+    """Run `wordcrawl workers ARGS` as a person does; return what it printed."""
+    result = subprocess.run(
+        [*wordcrawl_command(), "workers", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip()
+
+
+def worker_pids(env: dict[str, str], cwd: Path) -> dict[str, int]:
+    """Read `wordcrawl workers list`: one `NAME  pid PID` line a worker."""
+    pids = {}
+    for line in workers_command(env, cwd, "list").splitlines():
+        name, label, pid = line.split()
+        assert label == "pid", line
+        pids[name] = int(pid)
+    return pids
+
+
+def kill_a_worker_mid_crawl(
+    up: Up, env: dict[str, str], cwd: Path, manager_url: str, demo_url: str
+) -> None:
+    """SIGKILL w2 while it runs a page of the demo site: `up` starts it again, and the job
+    ends with every page counted once (the page w2 ran comes back after the visibility
+    timeout, 3 x WORDCRAWL_TASK_TIME_LIMIT)."""
+    engine = create_engine(sqlalchemy_url(env["DATABASE_URL"]))
+    site = DemoSite()  # the demo site `up` serves: 100 pages, the default
+    response = requests.post(
+        manager_url + "/api/jobs", json={"urls": [demo_url], "depth": 3}, timeout=10
+    )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+
+    def running_on_w2() -> list[str]:
+        with engine.connect() as conn:
+            return list(
+                conn.scalars(
+                    text(
+                        "SELECT url FROM pages WHERE job_id = :job AND status = 'running' "
+                        "AND worker = :node"
+                    ),
+                    {"job": job_id, "node": node_name("w2")},
+                )
+            )
+
+    pids = worker_pids(env, cwd)
+    assert list(pids) == ["w1", "w2"], pids
+    killed = wait_for(running_on_w2, 30, "w2 ran no page of the crawl", interval=0.02)
+    os.kill(pids["w2"], signal.SIGKILL)  # as a student does: kill -9 <pid>
+
+    wait_for(
+        lambda: "worker w2 exited (killed by SIGKILL); starting it again" in up.output,
+        10,
+        f"wordcrawl up did not restart w2:\n{up.output}",
+    )
+    restarted = worker_pids(env, cwd)
+    assert restarted["w1"] == pids["w1"] and restarted["w2"] != pids["w2"], restarted
+
+    def w2_online() -> bool:
+        workers = requests.get(manager_url + "/api/activity", timeout=10).json()["workers"]
+        return any(w["name"] == node_name("w2") and w["online"] for w in workers)
+
+    wait_for(w2_online, 30, "the restarted w2 never answered a ping", 0.5)
+
+    def ended() -> dict | None:
+        job = requests.get(f"{manager_url}/api/jobs/{job_id}", timeout=10).json()
+        return job if job["status"] not in ("queued", "running") else None
+
+    job = wait_for(ended, 90, f"the job did not end:\n{up.output}", 0.5)
+    assert up.process.poll() is None, up.output  # the stack kept running throughout
+    assert job["status"] == "done", job
+    pages = job["pages"]
+    assert pages["failed"] == 1 and pages["done"] == pages["total"] - 1 > len(killed), job
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, url, status, word_count, attempts FROM pages WHERE job_id = :job"),
+            {"job": job_id},
+        ).all()
+        counted = conn.execute(
+            text(
+                "SELECT w.page_id, w.word, w.count FROM word_counts w "
+                "JOIN pages p ON p.id = w.page_id WHERE p.job_id = :job"
+            ),
+            {"job": job_id},
+        ).all()
+    engine.dispose()
+    assert len({row.url for row in rows}) == len(rows), "a page was recorded twice"
+    words: dict[int, Counter[str]] = {}
+    for page_id, word, count in counted:
+        words.setdefault(page_id, Counter())[word] += count
+    for row in rows:
+        if row.status == "failed":
+            assert row.url == demo_url + "private/report", row  # robots.txt refuses it
+            continue
+        expected = site.expected_counts(site.page_number("/" + row.url.removeprefix(demo_url)))
+        assert words[row.id] == expected and row.word_count == expected.total(), row.url
+    # The pages w2 was running when killed were counted once, like every other: run
+    # again (attempts 2), or finished by its pool process before `up` stopped that.
+    print("killed mid-page:", {row.url: row.attempts for row in rows if row.url in killed})
+
+
 def add_and_remove_a_worker(env: dict[str, str], cwd: Path, manager_url: str) -> None:
     """`wordcrawl workers add` / `remove` change the running stack's workers."""
 
     def workers(*args: str) -> str:
-        result = subprocess.run(
-            [*wordcrawl_command(), "workers", *args],
-            env=env,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=90,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout.strip()
+        return workers_command(env, cwd, *args)
 
     def online() -> int:
         return requests.get(manager_url + "/api/health", timeout=10).json()["workers"]
@@ -251,7 +359,7 @@ def add_and_remove_a_worker(env: dict[str, str], cwd: Path, manager_url: str) ->
     wait_for(lambda: online() == 3, 30, "the third worker never answered", 0.5)
     assert workers("remove") == "workers: w1, w2"
     wait_for(lambda: online() == 2, 30, "the third worker did not go", 0.5)
-    assert workers("list") == "w1, w2"
+    assert list(worker_pids(env, cwd)) == ["w1", "w2"]
 
 
 def database_exists(server_url: str, name: str) -> bool:
@@ -281,10 +389,13 @@ def test_up_uses_the_running_servers_and_creates_its_database(services, new_data
         CELERY_BROKER_URL=broker_url,
         DATABASE_URL=database_url,
         WORDCRAWL_STATE_DIR=str(tmp_path / "state"),
+        # The killed worker's pages come back after 3 x this: 12 s (pages take ~0.1 s).
+        WORDCRAWL_TASK_TIME_LIMIT="4",
+        WORDCRAWL_WORKER_CONCURRENCY="2",
     )
     try:
         started = time.monotonic()
-        lines = run_stack_once(env, tmp_path, scale=True)
+        lines = run_stack_once(env, tmp_path, scale=True, kill=True)
         print(f"wordcrawl up with running servers: {time.monotonic() - started:.1f} s")
     finally:
         release_redis_database(broker_url)
