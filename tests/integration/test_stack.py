@@ -269,6 +269,7 @@ def kill_a_worker_mid_crawl(
     """SIGKILL w2 while it runs a page of the demo site: `up` starts it again, and the job
     ends with every page counted once (the page w2 ran comes back after the visibility
     timeout, 3 x WORDCRAWL_TASK_TIME_LIMIT)."""
+    started = time.monotonic()
     engine = create_engine(sqlalchemy_url(env["DATABASE_URL"]))
     site = DemoSite()  # the demo site `up` serves: 100 pages, the default
     response = requests.post(
@@ -293,6 +294,7 @@ def kill_a_worker_mid_crawl(
     assert list(pids) == ["w1", "w2"], pids
     killed = wait_for(running_on_w2, 30, "w2 ran no page of the crawl", interval=0.02)
     os.kill(pids["w2"], signal.SIGKILL)  # as a student does: kill -9 <pid>
+    killed_at = time.monotonic()
 
     wait_for(
         lambda: "worker w2 exited (killed by SIGKILL); starting it again" in up.output,
@@ -307,12 +309,14 @@ def kill_a_worker_mid_crawl(
         return any(w["name"] == node_name("w2") and w["online"] for w in workers)
 
     wait_for(w2_online, 30, "the restarted w2 never answered a ping", 0.5)
+    online_at = time.monotonic()
 
     def ended() -> dict | None:
         job = requests.get(f"{manager_url}/api/jobs/{job_id}", timeout=10).json()
         return job if job["status"] not in ("queued", "running") else None
 
     job = wait_for(ended, 90, f"the job did not end:\n{up.output}", 0.5)
+    ended_at = time.monotonic()
     assert up.process.poll() is None, up.output  # the stack kept running throughout
     assert job["status"] == "done", job
     pages = job["pages"]
@@ -344,6 +348,10 @@ def kill_a_worker_mid_crawl(
     # The pages w2 was running when killed were counted once, like every other: run
     # again (attempts 2), or finished by its pool process before `up` stopped that.
     print("killed mid-page:", {row.url: row.attempts for row in rows if row.url in killed})
+    print(
+        f"kill step: crawl {killed_at - started:.1f} s before the kill, w2 back online "
+        f"{online_at - killed_at:.1f} s after it, the job ended {ended_at - killed_at:.1f} s after"
+    )
 
 
 def add_and_remove_a_worker(env: dict[str, str], cwd: Path, manager_url: str) -> None:
