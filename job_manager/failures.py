@@ -29,7 +29,7 @@ REFUSALS = {
     "job_cancelled": ("job_cancelled", 409),
     "nothing_to_retry": ("nothing_to_retry", 409),
 }
-HISTORY_FIELDS = ("attempt", "outcome", "error", "message", "http_status", "worker")
+HISTORY_FIELDS = ("attempt", "outcome", "error", "message", "http_status", "worker", "task_id")
 
 
 def parse_retry_request(data: Any, settings: Settings) -> list[str] | None:

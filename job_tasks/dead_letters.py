@@ -32,8 +32,9 @@ ENDED_BY_PAGES = ("done", "failed")  # job statuses its pages decided, which a r
 # so that its history has it and the crash guard (tasks.crawl_page) counts from there.
 RECORD_LAST_FAILURE = text(
     "INSERT INTO page_attempts "
-    "(page_id, attempt, outcome, error, message, http_status, worker, started_at, finished_at) "
-    "SELECT id, attempts, 'failed', error, message, http_status, worker, started_at, "
+    "(page_id, attempt, outcome, error, message, http_status, worker, task_id, started_at,"
+    " finished_at) "
+    "SELECT id, attempts, 'failed', error, message, http_status, worker, task_id, started_at, "
     "coalesce(finished_at, now()) FROM pages WHERE id = ANY(:ids) "
     "ON CONFLICT DO NOTHING"
 )

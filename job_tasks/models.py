@@ -178,6 +178,9 @@ class PageAttempt(Base):
     message: Mapped[str | None] = mapped_column(Text)
     http_status: Mapped[int | None] = mapped_column(Integer)
     worker: Mapped[str | None] = mapped_column(Text)
+    # The Celery task of this attempt: a page queued again by hand gets a new task id, so
+    # its earlier tasks' rows in celery_taskmeta are found (and pruned) through here.
+    task_id: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()

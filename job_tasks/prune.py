@@ -24,6 +24,12 @@ ENDED_JOB_STATUSES = [status for status in JOB_STATUSES if status not in OPEN_JO
 DEFAULT_BATCH_SIZE = 200  # pages (~125 word counts each) per transaction: well under a second
 JOBS_PER_QUERY = 100  # old jobs looked up at a time, so a large backlog is not read at once
 
+# The Celery task ids of some pages: their current ones and those of their recorded attempts.
+TASK_IDS = text(
+    "SELECT task_id FROM pages WHERE id = ANY(:ids) AND task_id IS NOT NULL "
+    "UNION SELECT task_id FROM page_attempts WHERE page_id = ANY(:ids) AND task_id IS NOT NULL"
+)
+
 # An old job that may be removed. Asked again, with its row locked, before each batch: a job
 # reopened meanwhile (its failed pages retried) or with a page still running is left alone.
 _REMOVABLE = """
@@ -110,7 +116,7 @@ def _remove_job(
             if not _lock_if_removable(conn, job_id, params):
                 return
             rows = conn.execute(
-                text("SELECT id, task_id FROM pages WHERE job_id = :job ORDER BY id LIMIT :n"),
+                text("SELECT id FROM pages WHERE job_id = :job ORDER BY id LIMIT :n"),
                 {"job": job_id, "n": batch_size},
             ).all()
             if not rows:
@@ -120,7 +126,9 @@ def _remove_job(
                 report.jobs += _delete(conn, "DELETE FROM jobs WHERE id = :job", job=job_id)
                 return
             page_ids = [row.id for row in rows]
-            task_ids = [row.task_id for row in rows if row.task_id is not None]
+            # Celery's rows: of each page's task, and of the tasks of its earlier attempts
+            # (a page queued again by hand got a new task id, see dead_letters.py).
+            task_ids = conn.execute(TASK_IDS, {"ids": page_ids}).scalars().all()
             report.word_counts += _delete(
                 conn, "DELETE FROM word_counts WHERE page_id = ANY(:ids)", ids=page_ids
             )
@@ -147,8 +155,10 @@ def _delete(conn: Connection, statement: str, **params: object) -> int:
 def _count(engine: Engine, params: dict, has_results: bool) -> PruneReport:
     """Count what a prune would remove, deleting nothing."""
     results = (
-        "SELECT count(*) FROM celery_taskmeta t JOIN pages p ON t.task_id = p.task_id"
-        " WHERE p.job_id IN (SELECT id FROM old)"
+        "SELECT count(*) FROM celery_taskmeta WHERE task_id IN ("
+        "  SELECT task_id FROM pages WHERE job_id IN (SELECT id FROM old)"
+        "  UNION SELECT a.task_id FROM page_attempts a JOIN pages p ON p.id = a.page_id"
+        "  WHERE p.job_id IN (SELECT id FROM old))"
         if has_results
         else "SELECT 0"
     )

@@ -65,8 +65,10 @@ FINISH_PAGE = text(
 # One failed attempt of a page, with the worker and start time of the page's row.
 RECORD_ATTEMPT = text(
     "INSERT INTO page_attempts "
-    "(page_id, attempt, outcome, error, message, http_status, worker, started_at, finished_at) "
-    "SELECT id, :attempt, :outcome, :error, :message, :http_status, worker, started_at, now() "
+    "(page_id, attempt, outcome, error, message, http_status, worker, task_id, started_at,"
+    " finished_at) "
+    "SELECT id, :attempt, :outcome, :error, :message, :http_status, worker, task_id, started_at,"
+    " now() "
     "FROM pages WHERE id = :page_id "
     "ON CONFLICT DO NOTHING"
 )

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import submit_job, wait_for_job
 from sqlalchemy import text
 
 import job_tasks
@@ -32,7 +33,8 @@ SELECT (SELECT count(*) FROM job_urls u
        (SELECT count(*) FROM word_counts w
          WHERE NOT EXISTS (SELECT 1 FROM pages p WHERE p.id = w.page_id)),
        (SELECT count(*) FROM celery_taskmeta t WHERE t.name = 'job_tasks.tasks.crawl_page'
-         AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.task_id = t.task_id))
+         AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.task_id = t.task_id)
+         AND NOT EXISTS (SELECT 1 FROM page_attempts a WHERE a.task_id = t.task_id))
 """
 
 
@@ -184,6 +186,34 @@ def test_a_real_crawl_is_pruned_with_its_celery_results(services, engine, sql, c
     assert (report.jobs, report.job_urls, report.pages) == (1, 2, 2)
     assert (report.word_counts, report.task_results) == (before[3], 2)
     assert rows_of(sql, job_id) == (0, 0, 0, 0, 0)
+    assert sql(ORPHANS)[0] == (0, 0, 0, 0)
+
+
+def test_a_retried_page_goes_with_the_celery_results_of_its_earlier_task(
+    engine, sql, client, workers, fixture_site
+):
+    # A page that fails every try, then is queued again by hand (dead letters) and counted:
+    # two Celery tasks, the failed one known only from the page's attempt history.
+    tries = 1 + workers.settings.fetch_retries
+    flaky = fixture_site.url(f"/flaky?key={uuid.uuid4().hex}&fail={tries}")
+    job_id = submit_job(client, [flaky])
+    assert wait_for_job(client, job_id)["pages"]["failed"] == 1
+    assert client.post(f"/api/jobs/{job_id}/retry", json={}).status_code == 202
+    assert wait_for_job(client, job_id)["pages"]["done"] == 1
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE jobs SET finished_at = now() - interval '8 days' WHERE id = :job"),
+            {"job": job_id},
+        )
+
+    report = prune(engine, 7)
+
+    assert (report.jobs, report.pages, report.task_results) == (1, 1, 2)
+    assert rows_of(sql, job_id) == (0, 0, 0, 0, 0)
+    assert (
+        sql("SELECT count(*) FROM page_attempts")[0][0]
+        == sql("SELECT count(*) FROM page_attempts a JOIN pages p ON p.id = a.page_id")[0][0]
+    )
     assert sql(ORPHANS)[0] == (0, 0, 0, 0)
 
 
