@@ -107,6 +107,17 @@ def make_job(
     return job_id
 
 
+def backdate(engine, job_id, days: int) -> None:
+    """Make a job look as if it had ended `days` days ago."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE jobs SET finished_at = now() - make_interval(days => :days) WHERE id = :job"
+            ),
+            {"job": job_id, "days": days},
+        )
+
+
 def rows_of(sql, job_id) -> tuple[int, int, int, int, int]:
     """How many rows of each table belong to a job: jobs, job_urls, pages, words, results."""
     return tuple(
@@ -175,11 +186,7 @@ def test_a_real_crawl_is_pruned_with_its_celery_results(services, engine, sql, c
     job_id = uuid.UUID(job["id"])
     before = rows_of(sql, job_id)
     assert before[2] == 2 and before[3] > 0 and before[4] == 2  # pages, words, results
-    with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE jobs SET finished_at = now() - interval '8 days' WHERE id = :job"),
-            {"job": job_id},
-        )
+    backdate(engine, job_id, days=8)
 
     report = prune(engine, 7)
 
@@ -200,11 +207,7 @@ def test_a_retried_page_goes_with_the_celery_results_of_its_earlier_task(
     assert wait_for_job(client, job_id)["pages"]["failed"] == 1
     assert client.post(f"/api/jobs/{job_id}/retry", json={}).status_code == 202
     assert wait_for_job(client, job_id)["pages"]["done"] == 1
-    with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE jobs SET finished_at = now() - interval '8 days' WHERE id = :job"),
-            {"job": job_id},
-        )
+    backdate(engine, job_id, days=8)
 
     report = prune(engine, 7)
 
