@@ -39,25 +39,29 @@ from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page, PageAttemp
 
 NewPage = tuple[int, str]  # (page id, task id) of a page to send to the workers
 
-# One statement ends a counted page (only from `running`), stores all its words (two
-# arrays unnested into rows: a list of rows would be sent as one INSERT per word) and locks
-# its job's row. `ended` is 0 when the page had ended already: its words are not written
+# One statement locks a counted page's job row, ends the page (only from `running`) and
+# stores all its words (two arrays unnested into rows: a list of rows would be sent as one
+# INSERT per word). `ended` is 0 when the page had ended already: its words are not written
 # (they are only ever written with the `done` status, so they cannot conflict).
+# Lock order: the job's row before any page row, as everywhere (claim, cancel, retry): the
+# page's UPDATE needs `job` (EXISTS), so PostgreSQL takes the job's lock first. Taken the
+# other way round, a cancel (job, then its queued pages) and a worker ending a page that
+# was queued in the cancel's snapshot would each wait for the other: a deadlock.
 FINISH_PAGE = text(
     """
-    WITH ended AS (
+    WITH job AS (
+        SELECT id, status, depth, max_pages FROM jobs WHERE id = :job_id FOR UPDATE
+    ), ended AS (
         UPDATE pages
         SET status = 'done', http_status = :http_status, title = :title,
             word_count = :word_count, unique_words = :unique_words, error = NULL,
             message = NULL, finished_at = now(), elapsed_ms = :elapsed_ms
-        WHERE id = :page_id AND status = 'running'
+        WHERE id = :page_id AND status = 'running' AND EXISTS (SELECT FROM job)
         RETURNING id
     ), words AS (
         INSERT INTO word_counts (page_id, word, count)
         SELECT ended.id, t.word, t.count
         FROM ended, unnest(CAST(:words AS text[]), CAST(:counts AS integer[])) AS t(word, count)
-    ), job AS (
-        SELECT id, status, depth, max_pages FROM jobs WHERE id = :job_id FOR UPDATE
     )
     SELECT (SELECT count(*) FROM ended) AS ended, job.* FROM job
     """
@@ -179,6 +183,7 @@ def fail_page(
     or None if it had already ended."""
     with sessions.begin() as session:
         conn = session.connection()
+        job = lock_job(conn, page.job_id)  # the job's row first, as everywhere (FINISH_PAGE)
         ended = conn.execute(
             update(Page)
             .where(Page.id == page.id, Page.status == "running")
@@ -195,7 +200,6 @@ def fail_page(
         if ended is None:
             return None
         record_attempt(conn, page, error, "failed")
-        job = lock_job(conn, page.job_id)
         if job.status not in OPEN_JOB_STATUSES:
             return []
         return _page_ended(conn, job, in_broker)
