@@ -19,8 +19,8 @@ waits behind those few, not behind the whole crawl.
 
 The statements run on the session's connection (Core), not through the ORM: a worker
 writes two transactions per page, and the ORM's bookkeeping of objects nobody reads back
-cost a third of the time they take. Finishing a counted page takes two statements (end
-it, store its words and lock its job; then read where the job's pages stand), each round
+cost a third of the time they take. Finishing a counted page takes two statements (lock
+its job, end it and store its words; then read where the job's pages stand), each round
 trip costing PostgreSQL CPU that the crawl shares (README, "Speed").
 """
 
