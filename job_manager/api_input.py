@@ -36,12 +36,17 @@ def read_json_body() -> Any:
     return data
 
 
-def parse_job_id(job_id: str) -> uuid.UUID:
-    """Read a job id from the path; a malformed one is a job that does not exist (404)."""
+def parse_id(value: str, not_found: ApiError) -> uuid.UUID:
+    """Read an id from the path; a malformed one names nothing that exists (`not_found`)."""
     try:
-        return uuid.UUID(job_id)
+        return uuid.UUID(value)
     except ValueError:
-        raise no_job(job_id) from None
+        raise not_found from None
+
+
+def parse_job_id(job_id: str) -> uuid.UUID:
+    """Read a job id from the path (404 when malformed)."""
+    return parse_id(job_id, no_job(job_id))
 
 
 def existing_job(session: Session, job_id: str) -> dict:

@@ -15,7 +15,13 @@ from sqlalchemy.orm import Session
 from job_tasks.models import Job
 
 from . import queries
-from .api_input import number_arg, read_json_body, require_json_body, stopwords_arg
+from .api_input import (
+    number_arg,
+    parse_id,
+    read_json_body,
+    require_json_body,
+    stopwords_arg,
+)
 from .errors import ApiError
 from .extensions import sessions
 from .schedules import (
@@ -119,10 +125,7 @@ def _existing(session: Session, schedule_id: str) -> dict[str, Any]:
 
 
 def _schedule_uuid(schedule_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(schedule_id)
-    except ValueError:
-        raise _no_schedule(schedule_id) from None
+    return parse_id(schedule_id, _no_schedule(schedule_id))
 
 
 def _no_schedule(schedule_id: str) -> ApiError:

@@ -22,12 +22,13 @@ from .jobs import parse_urls
 from .queries import iso
 
 RETRY_FIELDS = ("urls",)
-# How each refusal is answered: no such page is a 404, a page or job in the wrong state 409.
+# How each refusal is answered: no such page is a 404; a page or job in the wrong state is
+# bad input, 400 (the contract, section 4, answers bad input with 400, 404, 413, 415 or 429).
 REFUSALS = {
     "not_a_page": ("not_found", 404),
-    "not_failed": ("not_failed", 409),
-    "job_cancelled": ("job_cancelled", 409),
-    "nothing_to_retry": ("nothing_to_retry", 409),
+    "not_failed": ("not_failed", 400),
+    "job_cancelled": ("job_cancelled", 400),
+    "nothing_to_retry": ("nothing_to_retry", 400),
 }
 HISTORY_FIELDS = ("attempt", "outcome", "error", "message", "http_status", "worker", "task_id")
 

@@ -208,7 +208,7 @@ NOT_A_PAGE = "http://127.0.0.1:9/never-a-page"
 # Each: the body (given the job's counted and failed URLs), status, code, field.
 BAD_RETRIES = {
     "unknown-url": (lambda ok, failed: {"urls": [failed, NOT_A_PAGE]}, 404, "not_found", "urls[1]"),
-    "not-failed": (lambda ok, failed: {"urls": [failed, ok]}, 409, "not_failed", "urls[1]"),
+    "not-failed": (lambda ok, failed: {"urls": [failed, ok]}, 400, "not_failed", "urls[1]"),
     "urls-not-a-list": (lambda ok, failed: {"urls": failed}, 400, "invalid_value", "urls"),
     "empty-urls": (lambda ok, failed: {"urls": []}, 400, "invalid_value", "urls"),
     "ftp-url": (lambda ok, failed: {"urls": [failed, "ftp://x/y"]}, 400, "invalid_url", "urls[1]"),
@@ -254,7 +254,7 @@ def test_a_cancelled_job_is_not_retried(client, sql, cancelled_job):
 
     for body in ({}, {"urls": [cancelled_job["failed"]]}):
         response = client.post(f"/api/jobs/{cancelled_job['id']}/retry", json=body)
-        assert_error(response, 409, "job_cancelled")
+        assert_error(response, 400, "job_cancelled")
 
     assert job_state(sql, cancelled_job["id"]) == before
 
@@ -263,7 +263,7 @@ def test_a_job_with_no_failed_page_has_nothing_to_retry(crawl, client, sql, fixt
     job = crawl([unique_url(fixture_site, "/ok")])
     before = job_state(sql, job["id"])
 
-    assert_error(client.post(f"/api/jobs/{job['id']}/retry", json={}), 409, "nothing_to_retry")
+    assert_error(client.post(f"/api/jobs/{job['id']}/retry", json={}), 400, "nothing_to_retry")
 
     assert job_state(sql, job["id"]) == before
 

@@ -26,7 +26,6 @@ from processes import wait_for
 from sqlalchemy import text
 from test_web import form_token, page
 
-from job_manager import create_app
 from job_tasks import db as job_db
 from job_tasks.schedules import start_due, start_due_runs
 
@@ -385,11 +384,7 @@ def test_the_diff_refuses_jobs_that_are_not_its_runs(client, two_runs):
 # --- The web pages -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def browser(services):
-    """A client of the manager with CSRF protection on, as in production."""
-    app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": True}, settings=services.settings)
-    return app.test_client()
+# `browser` (conftest.py): a client of the manager with CSRF protection on.
 
 
 def test_the_form_makes_a_schedule_and_its_page_pauses_resumes_deletes(browser, sql):
