@@ -17,12 +17,13 @@ import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from . import store
 from .broker import broker_task_ids
 from .celery_app import app
-from .db import get_sessionmaker
+from .db import get_engine, get_sessionmaker
 from .errors import PageError, Timeout
 from .fetch import Fetcher
 from .politeness import HostLimiter
@@ -78,8 +79,8 @@ def worker_fetcher() -> Fetcher:
 )
 def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
     """Fetch one page, count its words and store them; the page's row says how it went."""
-    sessions = get_sessionmaker(get_settings().database_url)
-    page = store.claim_page(sessions, page_id, self.request.hostname, self.request.id)
+    engine = get_engine(get_settings().database_url)
+    page = store.claim_page(engine, page_id, self.request.hostname, self.request.id)
     if page is None:
         return {"page_id": page_id, "status": "not run: ended already or job cancelled"}
     started = time.monotonic()
@@ -90,10 +91,10 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
     # attempts as history and gets a fresh allowance. The history is read only for a page
     # started that often in all, so a page's first start costs no extra query.
     if page.attempts > 1 + REDELIVERIES:
-        unfinished = store.starts_without_outcome(sessions, page)
+        unfinished = store.starts_without_outcome(engine, page)
         if unfinished > 1 + REDELIVERIES:
             gave_up = f"the page was started {unfinished - 1} times and never finished"
-            _fail(sessions, page, Timeout(gave_up), 0)
+            _fail(engine, page, Timeout(gave_up), 0)
             raise PageFailed(f"gave up after {unfinished - 1} unfinished attempts")
     try:
         # Celery's STARTED state (task_track_started) says the page is being crawled, and
@@ -112,7 +113,7 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
             response.url, document.links, get_settings().max_url_length, document.base_url
         )
         result = store.CountedPage(response.status, document.title, dict(counts), elapsed_ms, links)
-        next_pages = store.finish_page(sessions, page, result, get_settings().job_pages_in_broker)
+        next_pages = store.finish_page(engine, page, result, get_settings().job_pages_in_broker)
         if next_pages:
             enqueue_pages(next_pages)
         return {
@@ -125,16 +126,16 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
         }
 
     if error.transient and self.request.retries < get_settings().fetch_retries:
-        store.record_retry(sessions, page, error)  # its history (and the guard above) sees it
+        store.record_retry(engine, page, error)  # its history (and the guard above) sees it
         raise self.retry(countdown=_retry_delay(error, self.request.retries), exc=error)
-    _fail(sessions, page, error, round((time.monotonic() - started) * 1000))
+    _fail(engine, page, error, round((time.monotonic() - started) * 1000))
     raise PageFailed(f"{error.code}: {error.message}")
 
 
-def _fail(sessions, page: store.ClaimedPage, error: PageError, elapsed_ms: int) -> None:
+def _fail(engine: Engine, page: store.ClaimedPage, error: PageError, elapsed_ms: int) -> None:
     """Store a failed page and send the page of its job that takes its place."""
     next_pages = store.fail_page(
-        sessions, page, error, elapsed_ms, get_settings().job_pages_in_broker
+        engine, page, error, elapsed_ms, get_settings().job_pages_in_broker
     )
     if next_pages:
         enqueue_pages(next_pages)
