@@ -10,17 +10,19 @@ This backend stores the same columns in one `INSERT ... ON CONFLICT (task_id) DO
 (PostgreSQL's upsert, atomic without a lock taken by hand). The rule Celery keeps stays:
 once a task's row says SUCCESS, a later write (a task delivered twice) changes nothing.
 Reading results, expiring them and everything else is Celery's own code. Its connections
-are in autocommit mode (celeryconfig.py): one statement needs no BEGIN and COMMIT.
+are in autocommit mode (celeryconfig.py): one statement needs no BEGIN and COMMIT. The
+statement is built once per set of columns: building it took longer than running it.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from celery import states
-from celery.backends.database import DatabaseBackend, session_cleanup
+from celery.backends.database import DatabaseBackend
 from kombu.utils.encoding import ensure_bytes
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 
 # Columns Celery fills itself or handles apart (see DatabaseBackend._update_result).
 NOT_FROM_META = frozenset(("id", "task_id", "children", "stamps"))
@@ -56,13 +58,23 @@ class UpsertDatabaseBackend(DatabaseBackend):
         if "children" in table.columns:
             children = meta.get("children")
             values["children"] = ensure_bytes(self.encode(children)) if children else None
-        statement = insert(table).values(task_id=task_id, **values)
-        statement = statement.on_conflict_do_update(
+        # One statement on an autocommit connection: no ORM session, no BEGIN or COMMIT.
+        # (An error reaches Celery, which drops its connections and tries again.)
+        engine = self.session_manager.get_engine(self.url, **self.engine_options)
+        self.session_manager.prepare_models(engine)
+        with engine.connect() as conn:
+            conn.execute(self._upsert(tuple(values)), {"task_id": task_id, **values})
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 (one backend per process, kept for its life)
+    def _upsert(self, names: tuple[str, ...]) -> Insert:
+        """The upsert of these columns, built once: its values are filled in at each run.
+
+        Building the statement costs more Python time than PostgreSQL takes to run it.
+        """
+        table = self.task_cls.__table__
+        statement = insert(table)
+        return statement.on_conflict_do_update(
             index_elements=[table.c.task_id],
-            set_={name: statement.excluded[name] for name in values},
+            set_={name: statement.excluded[name] for name in names},
             where=table.c.status != states.SUCCESS,
         )
-        session = self.ResultSession()
-        with session_cleanup(session):
-            session.connection().execute(statement)
-            session.commit()
