@@ -199,7 +199,7 @@ def remote_worker(
         )
     try:
         wait_for(
-            lambda: REMOTE in online() or process.poll() is not None,
+            lambda: REMOTE in online(0.5) or process.poll() is not None,
             START_TIMEOUT,
             f"the remote worker did not answer; log: {log_path}",
         )
@@ -216,9 +216,13 @@ def remote_worker(
             os.killpg(process.pid, signal.SIGKILL)  # its pool's children, if any are left
 
 
-def online() -> set[str]:
-    """The node names of the workers that answer a ping now."""
-    return {node for reply in job_tasks.app.control.ping(timeout=0.5) or [] for node in reply}
+def online(timeout: float = 2.0) -> set[str]:
+    """The node names of the workers that answer a ping within `timeout` seconds.
+
+    Generous: a busy worker on a loaded machine may take over half a second to answer, and
+    one missed here would go on taking pages in only_remote_crawls.
+    """
+    return {node for reply in job_tasks.app.control.ping(timeout=timeout) or [] for node in reply}
 
 
 @pytest.fixture
