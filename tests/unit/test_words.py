@@ -1,5 +1,7 @@
 """Word rules 3 to 5 of the contract: how text becomes counted words (job_tasks/words.py)."""
 
+from collections import Counter
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -134,3 +136,14 @@ def test_soft_hyphen_does_not_split_a_word():
 def test_the_tokenizer_splits_as_nltks_own_regexp_tokenizer(text):
     # WordTokenizer only leaves out NLTK's match timeout; the words must be the same.
     assert TOKENIZER.tokenize(text) == RegexpTokenizer(WORD_PATTERN).tokenize(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=200))
+def test_counting_matches_tokenizing_and_no_word_holds_a_space(text):
+    # count_words checks each different token once; the counts must be tokenize's. Words
+    # travel to PostgreSQL space-separated (store.FINISH_PAGE), so none may hold a space.
+    counts = count_words(text)
+
+    assert dict(counts) == dict(Counter(tokenize(text)))
+    assert not any(" " in word for word in counts)
