@@ -116,6 +116,10 @@ def make_handler(site: DemoSite) -> type[BaseHTTPRequestHandler]:
 
     class DemoHandler(BaseHTTPRequestHandler):
         server_version = "wordcrawl-demo/1.0"
+        # HTTP/1.1 keeps a connection open for the next request, as real sites do: a
+        # crawler then connects once per thread, not once per page (every response says
+        # its Content-Length, which keep-alive needs).
+        protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
             if site.latency_ms:
