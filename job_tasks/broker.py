@@ -8,9 +8,12 @@ Used by the reconciler (reconcile.py) and the manager's dashboard.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 from celery import Celery
 from kombu.transport.redis import Channel
+
+CHUNK = 1000  # messages read from Redis at once
 
 
 def _queue_keys(channel: Channel, queues: list[str]) -> set[str]:
@@ -32,7 +35,7 @@ def broker_task_ids(app: Celery, queues: list[str]) -> set[str]:
         client = channel.client
         ids = set()
         for key in _queue_keys(channel, queues):
-            for raw in client.lrange(key, 0, -1):
+            for raw in _list_items(client, key):
                 ids.add(_task_id(json.loads(raw)))
         # A worker takes a message off its queue, then records it as unacked: one moment
         # in neither place. Reading the unacked set after the queues catches messages taken
@@ -42,6 +45,20 @@ def broker_task_ids(app: Celery, queues: list[str]) -> set[str]:
             ids.add(_task_id(message))
     ids.discard(None)
     return ids
+
+
+def _list_items(client, key: str, chunk: int = CHUNK) -> Iterator[bytes]:
+    """Read a Redis list a chunk at a time: a 10,000-message queue is 15 MB in one reply.
+
+    Kombu adds messages at the list's head and workers take them from its tail. A message
+    added meanwhile moves the others one place further, so one may be read twice (the ids
+    are a set), and one taken meanwhile is in the unacked hash, read afterwards: none that
+    stays in the list is missed.
+    """
+    start = 0
+    while items := client.lrange(key, start, start + chunk - 1):
+        yield from items
+        start += chunk
 
 
 def _task_id(message: dict) -> str | None:

@@ -10,6 +10,8 @@ import redis
 from conftest import submit_job, wait_for_job
 from processes import wait_for
 
+import job_tasks
+from job_tasks.broker import CHUNK, broker_task_ids
 from job_tasks.db import get_sessionmaker
 from job_tasks.submission import JobRequest, record_job
 
@@ -47,3 +49,25 @@ def test_a_job_survives_its_queued_messages_being_lost(
         job=job_id,
     )[0:1]
     assert rows[0] == 16 * 9  # each page's 9 distinct words, once: nothing counted twice
+
+
+def test_the_reconciler_sees_every_message_of_a_long_queue(services):
+    # The reconciler reads a queue a chunk of messages at a time (broker.CHUNK); a queue
+    # longer than several chunks must still give every task id. No worker consumes this
+    # queue, and the test removes it.
+    app = job_tasks.app
+    queue = "wordcrawl-test-long-queue"
+    sent = {f"long-queue-{n}" for n in range(2 * CHUNK + 500)}
+    try:
+        with app.producer_or_acquire() as producer:
+            for task_id in sent:
+                app.send_task(
+                    "job_tasks.tasks.reconcile_pages",
+                    queue=queue,
+                    task_id=task_id,
+                    producer=producer,
+                )
+
+        assert broker_task_ids(app, [queue]) == sent
+    finally:
+        redis.Redis.from_url(services.broker_url).delete(queue)
