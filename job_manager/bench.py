@@ -88,6 +88,7 @@ class BenchRun:
     peak_rss_mb: float
     start_rss_mb: float  # the workers' memory when the crawl began, and when it ended:
     end_rss_mb: float  # it should stay flat however many pages they count
+    rss_mb_over_time: list[tuple[float, float]]  # (seconds since the start, MB), each sample
     db_commits_per_page: float | None
     db_rows_per_page: float | None  # rows inserted, updated or deleted, per page
     machine_cpu_ms_per_page: float  # every process's: workers, PostgreSQL, Redis, the site
@@ -285,6 +286,7 @@ def _one_run(
         peak_rss_mb=round(sampler.peak_rss / 2**20, 1),
         start_rss_mb=round(sampler.first_rss / 2**20, 1),
         end_rss_mb=round(sampler.last_rss / 2**20, 1),
+        rss_mb_over_time=[(round(t, 1), round(rss / 2**20, 1)) for t, rss in sampler.rss_over_time],
         db_commits_per_page=None if commits is None else round(commits, 2),
         db_rows_per_page=None if rows is None else round(rows, 1),
         machine_cpu_ms_per_page=round(machine_seconds * 1000 / pages, 2),
@@ -610,6 +612,8 @@ class _Sampler:
         self.unreadable: set[str] = set()
         self.worker_pids: set[int] = set()
         self.peak_rss = self.first_rss = self.last_rss = 0
+        self.rss_over_time: list[tuple[float, int]] = []
+        self._began = time.monotonic()
         self._started = False
         self._stopped = threading.Event()
         self._sample()
@@ -669,6 +673,7 @@ class _Sampler:
         self.first_rss = self.first_rss or rss
         if rss:
             self.last_rss = rss
+            self.rss_over_time.append((time.monotonic() - self._began, rss))
         for name, find in self.others.items():
             try:
                 for process in find():
