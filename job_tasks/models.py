@@ -124,6 +124,21 @@ class Page(Base):
         ),
         # Finding a job's unfinished pages is the question asked after every page.
         Index("pages_job_id_status", "job_id", "status"),
+        # Fair sharing asks after every page how many of its job's pages are in the broker
+        # and which wait for room (store.py). These indexes hold only those pages, so the
+        # answer costs the same with 10 pages waiting as with 10,000 (the index above
+        # would read every open page of the job, each time).
+        Index(
+            "pages_in_broker",
+            "job_id",
+            postgresql_where="status IN ('queued', 'running') AND task_id IS NOT NULL",
+        ),
+        Index(
+            "pages_waiting",
+            "job_id",
+            "id",
+            postgresql_where="status = 'queued' AND task_id IS NULL",
+        ),
         Index("pages_finished_at", "finished_at"),  # the dashboard's pages per second
         # The dead letters, newest first (GET /api/failures), without reading done pages.
         Index("pages_failed_finished_at", "finished_at", postgresql_where="status = 'failed'"),
