@@ -5,6 +5,22 @@ fetches it (fetch.py), extracts its text (text.py), counts its words (words.py) 
 the counts in PostgreSQL (store.py); Flower and the API show the result.
 """
 
-from .celery_app import app
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .celery_app import app
 
 __all__ = ["app"]
+
+
+def __getattr__(name: str) -> Any:
+    # `job_tasks.app` (what `celery -A job_tasks` finds) is made on first use, not when the
+    # package is imported: the command line reads job_tasks.settings for every command,
+    # and building the Celery app first cost each one 0.6 s.
+    if name == "app":
+        from .celery_app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
