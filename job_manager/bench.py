@@ -88,7 +88,7 @@ class BenchRun:
     peak_rss_mb: float
     start_rss_mb: float  # the workers' memory when the crawl began, and when it ended:
     end_rss_mb: float  # it should stay flat however many pages they count
-    rss_mb_over_time: list[tuple[float, float]]  # (seconds since the start, MB), each sample
+    rss_mb_over_time: list[tuple[float, float]]  # (seconds since the start, MB), each second
     db_commits_per_page: float | None
     db_rows_per_page: float | None  # rows inserted, updated or deleted, per page
     machine_cpu_ms_per_page: float  # every process's: workers, PostgreSQL, Redis, the site
@@ -673,7 +673,9 @@ class _Sampler:
         self.first_rss = self.first_rss or rss
         if rss:
             self.last_rss = rss
-            self.rss_over_time.append((time.monotonic() - self._began, rss))
+            elapsed = time.monotonic() - self._began
+            if not self.rss_over_time or elapsed - self.rss_over_time[-1][0] >= 1:
+                self.rss_over_time.append((elapsed, rss))
         for name, find in self.others.items():
             try:
                 for process in find():
