@@ -141,6 +141,7 @@ class BenchPlan:
     worker_counts: Sequence[int]
     pools: Sequence[str]
     concurrency: int  # 0: Celery's default, one per CPU
+    pages_per_task: int = 1  # WORDCRAWL_PAGES_PER_TASK of the workers and the bench
     per_host_concurrency: int = PER_HOST_CONCURRENCY
     timeout: float = 600.0  # seconds per run
     keep: bool = False  # keep the database (and the logs) afterwards
@@ -159,7 +160,7 @@ def run_bench(
             database=f"wordcrawl_bench_{uuid.uuid4().hex[:10]}"
         )
         database_url = database_url.render_as_string(hide_password=False)
-        _point_this_process_at(broker_url, database_url)
+        _point_this_process_at(broker_url, database_url, plan.pages_per_task)
         _create_database(database_url)
         if plan.keep:
             echo(f"keeping the database: {database_url}")
@@ -179,12 +180,14 @@ def run_bench(
             # One user's crawl: each job goes to the broker whole when it is submitted. The
             # fair-sharing cap (16 by default) would have the workers release every page.
             "WORDCRAWL_JOB_PAGES_IN_BROKER": str(max(plan.pages, 1)),
+            "WORDCRAWL_PAGES_PER_TASK": str(plan.pages_per_task),
         }
         env.pop("CELERY_RESULT_BACKEND", None)  # derived from the bench's DATABASE_URL
         urls = [f"{site_url}page/{n}" for n in range(1, plan.pages + 1)]
         served_words = sum(len(site.visible_words(n)) for n in range(1, plan.pages + 1))
         echo(
-            f"{plan.pages} pages of {site_url} with {plan.latency_ms} ms latency; "
+            f"{plan.pages} pages of {site_url} with {plan.latency_ms} ms latency, "
+            f"{plan.pages_per_task} per task; "
             f"broker {broker_url}; database {make_url(database_url).database}; "
             f"logs in {work_dir}"
         )
@@ -345,15 +348,17 @@ def _release_redis_database(url: str) -> None:
         client.close()
 
 
-def _point_this_process_at(broker_url: str, database_url: str) -> None:
+def _point_this_process_at(broker_url: str, database_url: str, pages_per_task: int) -> None:
     """Make this process's settings and Celery app (which sends the tasks) use the bench's
-    broker and database. Celery reads CELERY_BROKER_URL before its own configuration."""
+    broker and database, and send its pages per task as the workers do. Celery reads
+    CELERY_BROKER_URL before its own configuration."""
     import job_tasks
     from job_tasks.celeryconfig import celery_config
     from job_tasks.settings import get_settings
 
     os.environ["CELERY_BROKER_URL"] = broker_url
     os.environ["DATABASE_URL"] = database_url
+    os.environ["WORDCRAWL_PAGES_PER_TASK"] = str(pages_per_task)
     os.environ.pop("CELERY_RESULT_BACKEND", None)
     get_settings.cache_clear()
     job_tasks.app.conf.update(celery_config(get_settings()))

@@ -319,6 +319,12 @@ def _pools(value: str | None) -> list[str]:
     "0: the pool's own, prefork one per CPU, threads 16].",
 )
 @click.option(
+    "--pages-per-task",
+    default=None,
+    type=click.IntRange(1, 1000),
+    help="Pages sent in one task message [default: WORDCRAWL_PAGES_PER_TASK's, 1].",
+)
+@click.option(
     "--timeout",
     default=600.0,
     show_default=True,
@@ -341,6 +347,7 @@ def bench(
     worker_counts: str,
     pool: str | None,
     concurrency: int | None,
+    pages_per_task: int | None,
     timeout: float,
     json_path: Path | None,
     plot_path: Path | None,
@@ -372,6 +379,7 @@ def bench(
         worker_counts=_counts(worker_counts),
         pools=_pools(pool),
         concurrency=settings.worker_concurrency if concurrency is None else concurrency,
+        pages_per_task=settings.pages_per_task if pages_per_task is None else pages_per_task,
         timeout=timeout,
         keep=keep,
     )

@@ -68,6 +68,10 @@ class Settings:
     # Fair sharing: at most this many pages of one job are in the broker at once (waiting
     # or running); the rest wait in PostgreSQL and are sent as its pages end (store.py).
     job_pages_in_broker: int = 16
+    # Pages per task message: 1 (one task per page, as Flower shows them) or more, sent
+    # together in one `crawl_pages` task that crawls them one after another: one message,
+    # one acknowledgement and one set of states for several pages (README, "Speed").
+    pages_per_task: int = 1
     # Schedules: how often `wordcrawl beat` asks a worker to start the runs that are due.
     # A run starts at most this late; a tick that finds nothing due is one small query.
     schedule_tick_seconds: int = 10
@@ -154,6 +158,7 @@ class Settings:
             job_pages_in_broker=read.integer(
                 "WORDCRAWL_JOB_PAGES_IN_BROKER", cls.job_pages_in_broker, minimum=1
             ),
+            pages_per_task=read.integer("WORDCRAWL_PAGES_PER_TASK", cls.pages_per_task, minimum=1),
             schedule_tick_seconds=read.integer(
                 "WORDCRAWL_SCHEDULE_TICK_SECONDS", cls.schedule_tick_seconds, minimum=1
             ),

@@ -15,7 +15,9 @@ Fair sharing: a job has at most `in_broker` pages in the broker at once (waiting
 running). Its other pages wait in PostgreSQL as `queued` with no task id yet; each page
 that ends releases the next of its job (`release_pages`), under the same job lock. So a
 1,000-page crawl holds a few places in the queue, and a one-page job submitted during it
-waits behind those few, not behind the whole crawl.
+waits behind those few, not behind the whole crawl. With several pages per task
+(WORDCRAWL_PAGES_PER_TASK), the pages released together share one task id in runs of that
+many, and travel in one message each (`task_ids_for`, tasks.enqueue_pages).
 
 The statements run on a connection of the engine (SQLAlchemy Core), not through the ORM: a
 worker writes two transactions per page, and an ORM session's bookkeeping of objects
@@ -31,11 +33,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Engine, Row, Text, bindparam, exists, func, select, text, update
+from sqlalchemy import Connection, Engine, Row, bindparam, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from .errors import PageError
 from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page, PageAttempt
+from .settings import get_settings
 
 NewPage = tuple[int, str]  # (page id, task id) of a page to send to the workers
 
@@ -143,6 +146,25 @@ OPEN_PAGES = select(
     exists()
     .where(Page.job_id == bindparam("job_id"), Page.status == "queued", Page.task_id.is_(None))
     .label("waiting"),
+)
+# A job's next `room` waiting pages, in the order they were found, get the task ids given
+# (queued_at: when the page entered the broker's queue; the reconciler gives a page that
+# long to show up there before it counts its message as lost).
+RELEASE_PAGES = text(
+    """
+    WITH next AS (
+        SELECT id, row_number() OVER (ORDER BY id) AS n
+        FROM pages
+        WHERE job_id = :job_id AND status = 'queued' AND task_id IS NULL
+        ORDER BY id
+        LIMIT :room
+    )
+    UPDATE pages
+    SET task_id = (CAST(:task_ids AS text[]))[next.n], queued_at = now()
+    FROM next
+    WHERE pages.id = next.id
+    RETURNING pages.id, pages.task_id
+    """
 )
 LOCK_JOB = (
     select(Job.id, Job.status, Job.depth, Job.max_pages)
@@ -283,11 +305,19 @@ def record_attempt(conn: Connection, page: ClaimedPage, error: PageError, outcom
     )
 
 
-def record_retry(engine: Engine, page: ClaimedPage, error: PageError) -> None:
+def record_retry(
+    engine: Engine, page: ClaimedPage, error: PageError, new_task_id: str | None = None
+) -> None:
     """Record an attempt that failed for now and that Celery will try again (a timeout, a
-    503...), while the page is still running: the history of a transient failure."""
+    503...), while the page is still running: the history of a transient failure.
+
+    `new_task_id`: the page leaves the group of pages it was sent with, and is tried again
+    as a task of its own with this id (tasks.crawl_pages), which its row now carries.
+    """
     with engine.begin() as conn:
         record_attempt(conn, page, error, "retried")
+        if new_task_id is not None:
+            conn.execute(update(Page).where(Page.id == page.id).values(task_id=new_task_id))
 
 
 def starts_without_outcome(engine: Engine, page: ClaimedPage) -> int:
@@ -314,7 +344,8 @@ def release_pages(
     Call with the job's row locked (two finishers must not both fill the same places).
     `sent`, when the caller has just counted them, is how many of its open pages have
     task ids. Pages are released in the order they were found, so a crawl still goes
-    level by level.
+    level by level; with several pages per task, only whole messages' worth of them
+    (see `task_ids_for`).
     """
     if sent is None:
         sent = conn.execute(
@@ -326,24 +357,30 @@ def release_pages(
                 Page.task_id.is_not(None),
             )
         ).scalar_one()
-    room = in_broker - sent
+    per_task = pages_per_message(in_broker)
+    # With several pages per task, a page ending frees one place: wait until a whole
+    # message's worth is free, or every page would travel alone.
+    room = (in_broker - sent) // per_task * per_task
     if room <= 0:
         return []
-    waiting = (
-        select(Page.id)
-        .where(Page.job_id == job_id, Page.status == "queued", Page.task_id.is_(None))
-        .order_by(Page.id)
-        .limit(room)
-    )
     rows = conn.execute(
-        update(Page)
-        .where(Page.id.in_(waiting.scalar_subquery()))
-        # queued_at: when the page entered the broker's queue (the reconciler gives a
-        # page that long to show up there before it counts its message as lost).
-        .values(task_id=func.gen_random_uuid().cast(Text), queued_at=func.now())
-        .returning(Page.id, Page.task_id)
+        RELEASE_PAGES,
+        {"job_id": job_id, "room": room, "task_ids": task_ids_for(room, per_task)},
     ).all()
     return sorted((row.id, row.task_id) for row in rows)
+
+
+def pages_per_message(in_broker: int) -> int:
+    """How many pages travel in one task message: WORDCRAWL_PAGES_PER_TASK, but never more
+    than fair sharing lets into the broker at once."""
+    return max(1, min(get_settings().pages_per_task, in_broker))
+
+
+def task_ids_for(count: int, per_task: int) -> list[str]:
+    """Task ids for `count` pages about to be sent, in order: each run of `per_task` pages
+    shares one id, and travels in one message (tasks.enqueue_pages)."""
+    ids = [str(uuid.uuid4()) for _ in range(-(-count // per_task))]
+    return [ids[n // per_task] for n in range(count)]
 
 
 def lock_job(conn: Connection, job_id: uuid.UUID) -> Row:

@@ -1,14 +1,17 @@
-"""The Celery task a worker runs for each page, and the one function that sends it.
+"""The Celery tasks a worker runs for the pages, and the one function that sends them.
 
-`crawl_page` reads like the flow: claim the page, fetch it, extract its text, count its
-words, store them. Each step is a plain function in its own module; this file only wires
-them to Celery (states, retries, time limits) and to the worker's shared resources.
+`crawl_page` crawls one page, and `_crawl` reads like the flow: claim the page, fetch it,
+extract its text, count its words, store them. Each step is a plain function in its own
+module; this file only wires them to Celery (states, retries, time limits) and to the
+worker's shared resources. `crawl_pages` crawls several pages sent in one message, one
+after another (WORDCRAWL_PAGES_PER_TASK; README, "Speed").
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -44,6 +47,10 @@ RECONCILE_LOCK = "wordcrawl:reconcile-lock"
 class PageFailed(Exception):
     """Raised after a failed page is stored, so Celery records the task as FAILURE."""
 
+    def __init__(self, message: str, out_of_time: bool = False) -> None:
+        super().__init__(message)
+        self.out_of_time = out_of_time  # the task's soft time limit passed
+
 
 @lru_cache(maxsize=1)
 def broker_redis() -> redis.Redis:
@@ -66,21 +73,83 @@ def worker_fetcher() -> Fetcher:
     return Fetcher(settings, robots, limiter)
 
 
-@app.task(
-    bind=True,
-    # A failed page is expected, not a crash: FAILURE state, but no traceback in the log.
-    throws=(PageFailed,),
-    # If PostgreSQL or Redis is briefly away, try the whole task again later.
-    autoretry_for=(DBAPIError, redis.ConnectionError),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=10,
-)
+class _TryAgain(Exception):
+    """A page failed for now (a timeout, a 503...) and may be tried again later."""
+
+    def __init__(self, page: store.ClaimedPage, error: PageError, out_of_time: bool) -> None:
+        super().__init__(error)
+        self.page = page
+        self.error = error
+        self.out_of_time = out_of_time  # the task's soft time limit passed
+
+
+# Both page tasks: if PostgreSQL or Redis is briefly away, try the whole task again later.
+PAGE_TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "autoretry_for": (DBAPIError, redis.ConnectionError),
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 10,
+}
+
+
+# A failed page is expected, not a crash: FAILURE state, but no traceback in the log.
+@app.task(throws=(PageFailed,), **PAGE_TASK_OPTIONS)
 def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
     """Fetch one page, count its words and store them; the page's row says how it went."""
     engine = get_engine(get_settings().database_url)
-    page = store.claim_page(engine, page_id, self.request.hostname, self.request.id)
+    try:
+        return _crawl(self, engine, page_id, self.request.retries)
+    except _TryAgain as again:
+        store.record_retry(engine, again.page, again.error)  # its history sees it
+        delay = _retry_delay(again.error, self.request.retries)
+        raise self.retry(countdown=delay, exc=again.error) from again
+
+
+@app.task(**PAGE_TASK_OPTIONS)
+def crawl_pages(self: Task, page_ids: list[int]) -> list[dict[str, Any]]:
+    """Crawl several pages one after another, each as crawl_page crawls one.
+
+    Sent instead of crawl_page when WORDCRAWL_PAGES_PER_TASK is above 1: the pages share
+    one message, one acknowledgement and one set of Celery states (README, "Speed"). A
+    page that fails for now leaves the group and becomes a crawl_page task of its own,
+    retried as any other.
+    """
+    engine = get_engine(get_settings().database_url)
+    results = []
+    for page_id in page_ids:
+        try:
+            results.append(_crawl(self, engine, page_id, retries=0))
+            continue
+        except PageFailed as failed:
+            results.append({"page_id": page_id, "status": "failed", "error": str(failed)})
+            out_of_time = failed.out_of_time
+        except _TryAgain as again:
+            task_id = str(uuid.uuid4())
+            store.record_retry(engine, again.page, again.error, new_task_id=task_id)
+            crawl_page.apply_async(
+                args=[page_id],
+                task_id=task_id,
+                countdown=_retry_delay(again.error, 0),
+                retries=1,  # its first try was here
+            )
+            results.append({"page_id": page_id, "status": "retrying", "task_id": task_id})
+            out_of_time = again.out_of_time
+        if out_of_time:
+            # The hard limit comes next. The pages not started still carry this task's
+            # id: once it has ended, the reconciler sends them again (reconcile.py).
+            break
+    return results
+
+
+def _crawl(task: Task, engine: Engine, page_id: int, retries: int) -> dict[str, Any]:
+    """Claim, fetch, count and store one page; return what Celery keeps as its result.
+
+    Raises PageFailed once a failed page is stored, and _TryAgain for a failure that may
+    pass while `retries` (the tries so far) are fewer than WORDCRAWL_FETCH_RETRIES.
+    """
+    page = store.claim_page(engine, page_id, task.request.hostname, task.request.id)
     if page is None:
         return {"page_id": page_id, "status": "not run: ended already or job cancelled"}
     started = time.monotonic()
@@ -96,6 +165,7 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
             gave_up = f"the page was started {unfinished - 1} times and never finished"
             _fail(engine, page, Timeout(gave_up), 0)
             raise PageFailed(f"gave up after {unfinished - 1} unfinished attempts")
+    out_of_time = False
     try:
         # Celery's STARTED state (task_track_started) says the page is being crawled, and
         # SUCCESS or FAILURE how it ended. No custom state in between: each state is one
@@ -105,6 +175,7 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
         counts = count_words(document.text)
     except SoftTimeLimitExceeded:
         error: PageError = Timeout("the page took longer than the task's time limit")
+        out_of_time = True
     except PageError as err:
         error = err
     else:
@@ -125,11 +196,10 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
             "links": len(result.links),
         }
 
-    if error.transient and self.request.retries < get_settings().fetch_retries:
-        store.record_retry(engine, page, error)  # its history (and the guard above) sees it
-        raise self.retry(countdown=_retry_delay(error, self.request.retries), exc=error)
+    if error.transient and retries < get_settings().fetch_retries:
+        raise _TryAgain(page, error, out_of_time)
     _fail(engine, page, error, round((time.monotonic() - started) * 1000))
-    raise PageFailed(f"{error.code}: {error.message}")
+    raise PageFailed(f"{error.code}: {error.message}", out_of_time)
 
 
 def _fail(engine: Engine, page: store.ClaimedPage, error: PageError, elapsed_ms: int) -> None:
@@ -152,10 +222,24 @@ def _retry_delay(error: PageError, retries: int) -> float:
 
 
 def enqueue_pages(pages: Iterable[tuple[int, str]]) -> None:
-    """Send one crawl_page task per (page id, task id), over one broker connection."""
+    """Send (page id, task id) pairs over one broker connection: one message per task id,
+    crawl_page for a page alone, crawl_pages for pages sharing one (store.task_ids_for)."""
+    groups: dict[str, list[int]] = {}
+    for page_id, task_id in pages:
+        groups.setdefault(task_id, []).append(page_id)
     with app.producer_or_acquire() as producer:
-        for page_id, task_id in pages:
-            crawl_page.apply_async(args=[page_id], task_id=task_id, producer=producer)
+        for task_id, page_ids in groups.items():
+            if len(page_ids) == 1:
+                crawl_page.apply_async(args=page_ids, task_id=task_id, producer=producer)
+                continue
+            # The time limits of one page, for each of them (the worker crawls them in turn).
+            crawl_pages.apply_async(
+                args=[page_ids],
+                task_id=task_id,
+                producer=producer,
+                time_limit=len(page_ids) * app.conf.task_time_limit,
+                soft_time_limit=len(page_ids) * app.conf.task_soft_time_limit,
+            )
 
 
 @app.task(ignore_result=True)

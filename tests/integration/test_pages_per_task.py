@@ -1,0 +1,100 @@
+"""Several pages per task (WORDCRAWL_PAGES_PER_TASK): pages travel in groups, one message
+each, and are counted as if each had its own; a page that fails for now leaves its group.
+
+These tests swap the session's workers (w1, w2) for one worker sending five pages per
+task and trying a failed page once more, and put them back afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import submit_job, wait_for_job
+from fixture_site import OK_COUNTS
+from processes import WorkerPool
+
+from job_tasks.settings import get_settings
+
+PER_TASK = 5
+
+
+@pytest.fixture(scope="module")
+def grouping_worker(
+    workers: WorkerPool, worker_env: dict, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerPool]:
+    """One worker, g1, in place of w1 and w2, with the test process sending as it does."""
+    env = {
+        "WORDCRAWL_PAGES_PER_TASK": str(PER_TASK),
+        "WORDCRAWL_FETCH_RETRIES": "1",
+    }
+    workers.stop("w1")
+    workers.stop("w2")
+    pool = WorkerPool({**worker_env, **env}, Path(tmp_path_factory.mktemp("grouping-logs")))
+    before = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)  # the API (start_job) in this process groups the pages too
+    get_settings.cache_clear()
+    try:
+        pool.start("g1")
+        yield pool
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_settings.cache_clear()
+        pool.stop_all()
+        workers.start("w1", "w2")
+
+
+def test_pages_sent_together_share_a_task_and_are_all_counted(
+    client, grouping_worker, fixture_site, sql
+):
+    urls = [fixture_site.url(f"/ok?grouped={uuid.uuid4().hex}") for _ in range(12)]
+    job = wait_for_job(client, submit_job(client, urls), timeout=60)
+
+    assert job["status"] == "done"
+    assert job["pages"]["done"] == 12
+    pages = client.get(f"/api/jobs/{job['id']}/pages").get_json()
+    assert {page["word_count"] for page in pages} == {sum(OK_COUNTS.values())}
+    # Three messages: five, five and two pages, in the order they were submitted.
+    groups = Counter(page["task_id"] for page in pages)
+    assert sorted(groups.values()) == [2, 5, 5]
+    tasks = sql(
+        "SELECT task_id, name, status FROM celery_taskmeta WHERE task_id IN :ids",
+        ids=tuple(groups),
+    )
+    assert {(row.name, row.status) for row in tasks} == {("job_tasks.tasks.crawl_pages", "SUCCESS")}
+    assert len(tasks) == 3
+
+
+def test_a_page_that_fails_for_now_leaves_its_group_and_is_retried_alone(
+    client, grouping_worker, fixture_site, sql
+):
+    flaky = fixture_site.url(f"/flaky?key={uuid.uuid4().hex}&fail=1")  # one 503, then OK
+    urls = [fixture_site.url(f"/ok?grouped={uuid.uuid4().hex}") for _ in range(2)] + [flaky]
+    job = wait_for_job(client, submit_job(client, urls), timeout=60)
+
+    assert job["status"] == "done"
+    assert job["pages"]["done"] == 3
+    pages = {page["url"]: page for page in client.get(f"/api/jobs/{job['id']}/pages").get_json()}
+    group = {pages[url]["task_id"] for url in urls[:2]}
+    assert len(group) == 1
+    # Tried once in the group, then as a task of its own, whose id its row now carries.
+    assert pages[flaky]["task_id"] not in group
+    (task,) = sql(
+        "SELECT name, status FROM celery_taskmeta WHERE task_id = :id", id=pages[flaky]["task_id"]
+    )
+    assert (task.name, task.status) == ("job_tasks.tasks.crawl_page", "SUCCESS")
+    history = sql(
+        "SELECT a.outcome, a.error, a.http_status FROM page_attempts a "
+        "JOIN pages p ON p.id = a.page_id WHERE p.job_id = :job AND p.url = :url",
+        job=job["id"],
+        url=flaky,
+    )
+    assert [tuple(row) for row in history] == [("retried", "http_error", 503)]
