@@ -78,6 +78,7 @@ class BenchRun:
     workers: int
     pool: str
     concurrency: int  # processes or threads per worker
+    pages_per_task: int  # pages sent in one task message
     pages: int
     seconds: float
     pages_per_second: float
@@ -279,6 +280,7 @@ def _one_run(
         workers=count,
         pool=settings.worker_pool,
         concurrency=concurrency,
+        pages_per_task=settings.pages_per_task,
         pages=pages,
         seconds=round(seconds, 3),
         pages_per_second=round(figures["done"] / seconds, 1) if seconds > 0 else 0.0,
