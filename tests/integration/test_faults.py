@@ -78,12 +78,12 @@ def shared_servers_stack(
     and the given demo sites."""
     with contextlib.ExitStack() as cleanup:
 
-        def make(task_time_limit: int, *sites: DemoServer) -> Stack:
+        def make(task_time_limit: int, *sites: DemoServer, **more_env: str) -> Stack:
             broker_url = claim_redis_database(services.redis_server_url)
             cleanup.callback(release_redis_database, broker_url)
             ports = [fixture_site.server_port] + [site.server_address[1] for site in sites]
             database_url = new_database_url(services.postgres_server_url)
-            env = stack_env(broker_url, database_url, ports, task_time_limit)
+            env = {**stack_env(broker_url, database_url, ports, task_time_limit), **more_env}
             return cleanup.enter_context(running_stack(env, tmp_path / "logs"))
 
         yield make
@@ -199,6 +199,36 @@ def test_sigkilled_workers_lose_no_page_and_count_no_word_twice(shared_servers_s
         expected = site.expected_counts(site.page_number("/" + row.url.removeprefix(slow_site.url)))
         assert words[row.url] == expected, row.url
         assert row.word_count == expected.total()
+
+
+def test_a_sigkilled_worker_loses_no_page_of_the_group_it_was_crawling(
+    shared_servers_stack, fixture_site
+):
+    # Five pages per message: the killed worker's message comes back whole after the
+    # visibility timeout (3 x 2 s x 5 = 30 s), and its pages that had ended are not run
+    # again.
+    stack = shared_servers_stack(2, WORDCRAWL_PAGES_PER_TASK="5")
+    stack.workers.start("w1", "w2")
+    api = stack.start_manager()
+    pages = 40
+    job_id = api.submit([links_job(fixture_site, pages, ms=150)], depth=1, max_pages=100)
+    wait_for(
+        lambda: stack.page_counts(job_id).get("done", 0) >= 5 and running_on(stack, job_id, "w1"),
+        30,
+        "w1 runs no page of the job",
+        interval=0.05,
+    )
+    kill_worker(stack, "w1")
+    stack.workers.start("w1")
+    assert open_pages(stack, job_id) > 0
+
+    job = api.wait_for_job(job_id, timeout=90)
+
+    assert_links_job_counted_once(stack, job, pages)
+    groups = Counter(
+        row.task_id for row in stack.sql("SELECT task_id FROM pages WHERE job_id = :j", j=job_id)
+    )
+    assert max(groups.values()) == 5  # the pages did travel in groups
 
 
 def test_sigterm_lets_a_worker_finish_its_pages_and_hand_back_the_rest(
