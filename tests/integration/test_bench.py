@@ -18,6 +18,7 @@ FIELDS = {
     "workers",
     "pool",
     "concurrency",
+    "pages_per_task",
     "pages",
     "seconds",
     "pages_per_second",
@@ -87,3 +88,28 @@ def test_bench_prints_figures_and_writes_json_and_a_plot(services, tmp_path):
     finally:
         admin.dispose()
     assert left == 0
+
+
+def test_bench_sends_several_pages_per_task_when_asked(services, tmp_path):
+    env = {
+        **os.environ,
+        "CELERY_BROKER_URL": services.redis_server_url,
+        "DATABASE_URL": services.postgres_server_url,
+    }
+    json_path = tmp_path / "bench.json"
+    command = [sys.executable, "-m", "job_manager", "bench", "--pages", "30", "--latency-ms"]
+    command += ["20", "--workers", "1", "--pages-per-task", "5", "--json", str(json_path)]
+
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 per task" in result.stdout
+    (run,) = json.loads(json_path.read_text())
+    assert run["pages_per_task"] == 5
+    # Every page counted with the words the site served (the bench checks them), in six
+    # messages: fewer commits per page than one page per task makes (6).
+    (line,) = [
+        line for line in result.stdout.splitlines() if line.split()[:2] == ["1", run["pool"]]
+    ]
+    assert run["pages"] == 30 and line.endswith("yes")
+    assert run["db_commits_per_page"] < 6
