@@ -204,10 +204,10 @@ def test_sigkilled_workers_lose_no_page_and_count_no_word_twice(shared_servers_s
 def test_a_sigkilled_worker_loses_no_page_of_the_group_it_was_crawling(
     shared_servers_stack, fixture_site
 ):
-    # Five pages per message: the killed worker's message comes back whole after the
-    # visibility timeout (3 x 2 s x 5 = 30 s), and its pages that had ended are not run
+    # Three pages per message: the killed worker's message comes back whole after the
+    # visibility timeout (3 x 2 s x 3 = 18 s), and its pages that had ended are not run
     # again.
-    stack = shared_servers_stack(2, WORDCRAWL_PAGES_PER_TASK="5")
+    stack = shared_servers_stack(2, WORDCRAWL_PAGES_PER_TASK="3")
     stack.workers.start("w1", "w2")
     api = stack.start_manager()
     pages = 40
@@ -228,7 +228,7 @@ def test_a_sigkilled_worker_loses_no_page_of_the_group_it_was_crawling(
     groups = Counter(
         row.task_id for row in stack.sql("SELECT task_id FROM pages WHERE job_id = :j", j=job_id)
     )
-    assert max(groups.values()) == 5  # the pages did travel in groups
+    assert max(groups.values()) == 3  # the pages did travel in groups
 
 
 def test_sigterm_lets_a_worker_finish_its_pages_and_hand_back_the_rest(

@@ -1,5 +1,7 @@
 """Several pages per task (WORDCRAWL_PAGES_PER_TASK): pages travel in groups, one message
 each, and are counted as if each had its own; a page that fails for now leaves its group.
+A page sent alone is retried by Celery's own retry of its task (the session's workers try
+no page twice, so this is where retries are seen end to end).
 
 These tests swap the session's workers (w1, w2) for one worker sending five pages per
 task and trying a failed page once more, and put them back afterwards.
@@ -98,3 +100,22 @@ def test_a_page_that_fails_for_now_leaves_its_group_and_is_retried_alone(
         url=flaky,
     )
     assert [tuple(row) for row in history] == [("retried", "http_error", 503)]
+
+
+def test_a_page_sent_alone_is_retried_by_its_own_task(client, grouping_worker, fixture_site, sql):
+    flaky = fixture_site.url(f"/flaky?key={uuid.uuid4().hex}&fail=1")  # one 503, then OK
+    job = wait_for_job(client, submit_job(client, [flaky]), timeout=60)
+
+    assert job["status"] == "done"
+    (page,) = client.get(f"/api/jobs/{job['id']}/pages").get_json()
+    # Celery's retry sends the same task again: one task id, its last state SUCCESS.
+    (task,) = sql(
+        "SELECT name, status FROM celery_taskmeta WHERE task_id = :id", id=page["task_id"]
+    )
+    assert (task.name, task.status) == ("job_tasks.tasks.crawl_page", "SUCCESS")
+    attempts = sql(
+        "SELECT a.outcome, a.http_status, p.attempts FROM page_attempts a "
+        "JOIN pages p ON p.id = a.page_id WHERE p.job_id = :job",
+        job=job["id"],
+    )
+    assert [tuple(row) for row in attempts] == [("retried", 503, 2)]
