@@ -27,9 +27,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     # A message a worker took but did not acknowledge goes back to the queue after this
     # long (Redis has no other way to notice a dead consumer). It must exceed the longest a
     # task can run, or a slow page would be handed to a second worker while it runs.
-    # Several pages per task (WORDCRAWL_PAGES_PER_TASK) are crawled in turn, each within
-    # the limit.
-    visibility_timeout = settings.task_time_limit * settings.pages_per_task * 3
+    # Several pages per task (WORDCRAWL_PAGES_PER_TASK) are crawled side by side, within
+    # the same limit.
+    visibility_timeout = settings.task_time_limit * 3
     return {
         "broker_url": settings.broker_url,
         "broker_transport_options": {

@@ -69,8 +69,9 @@ class Settings:
     # or running); the rest wait in PostgreSQL and are sent as its pages end (store.py).
     job_pages_in_broker: int = 16
     # Pages per task message: 1 (one task per page, as Flower shows them) or more, sent
-    # together in one `crawl_pages` task that crawls them one after another: one message,
-    # one acknowledgement and one set of states for several pages (README, "Speed").
+    # together in one `crawl_pages` task that crawls them side by side: one message, one
+    # acknowledgement, one set of states and two transactions for several pages
+    # (README, "Speed").
     pages_per_task: int = 1
     # Schedules: how often `wordcrawl beat` asks a worker to start the runs that are due.
     # A run starts at most this late; a tick that finds nothing due is one small query.

@@ -20,20 +20,34 @@ waits behind those few, not behind the whole crawl. With several pages per task
 many, and travel in one message each (`task_ids_for`, tasks.enqueue_pages).
 
 The statements run on a connection of the engine (SQLAlchemy Core), not through the ORM: a
-worker writes two transactions per page, and an ORM session's bookkeeping of objects
-nobody reads back cost a third of the time they take. The statements a worker runs for
-every page are built once (below); finishing a counted page takes two of them (lock its
-job, end it and store its words; then read where the job's pages stand), each round trip
-costing PostgreSQL CPU that the crawl shares (README, "Speed").
+worker writes two transactions per page (or per group of pages sent together: one claims
+them all, one stores them all), and an ORM session's bookkeeping of objects nobody reads
+back cost a third of the time they take. The statements a worker runs for every page are
+built once (below); finishing counted pages takes two of them (lock their job, end them
+and store their words; then read where the job's pages stand), each round trip and each
+commit costing PostgreSQL CPU that the crawl shares (README, "Speed").
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Engine, Row, bindparam, exists, func, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Connection,
+    Engine,
+    Row,
+    any_,
+    bindparam,
+    exists,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 
 from .errors import PageError
@@ -42,36 +56,48 @@ from .settings import get_settings
 
 NewPage = tuple[int, str]  # (page id, task id) of a page to send to the workers
 
-# One statement locks a counted page's job row, ends the page (only from `running`) and
-# stores all its words: the words and their counts arrive as two space-separated strings,
+# One statement locks the job's row of counted pages, ends the pages (only from `running`)
+# and stores all their words. The pages' columns arrive as arrays, one element per page;
+# their words and counts as space-separated strings, with the page of each word in a third,
 # split into arrays and unnested into rows by PostgreSQL (a list of rows would be sent as
-# one INSERT per word; two Python lists, quoted word by word as array literals, cost the
-# worker five times the CPU). A word never holds a space (words.py). `ended` is 0 when the
-# page had ended already: its words are not written (they are only ever written with the
-# `done` status, so they cannot conflict).
+# one INSERT per word; Python lists, quoted word by word as array literals, cost the
+# worker five times the CPU). A word never holds a space (words.py). `ended` lists the
+# pages this statement ended: a page that had ended already (a task delivered twice) is
+# not in it, and its words are not written (they are only ever written with the `done`
+# status, so they cannot conflict).
 # Lock order: the job's row before any page row, as everywhere (claim, cancel, retry): the
-# page's UPDATE needs `job` (EXISTS), so PostgreSQL takes the job's lock first. Taken the
+# pages' UPDATE needs `job` (EXISTS), so PostgreSQL takes the job's lock first. Taken the
 # other way round, a cancel (job, then its queued pages) and a worker ending a page that
 # was queued in the cancel's snapshot would each wait for the other: a deadlock.
-FINISH_PAGE = text(
+FINISH_PAGES = text(
     """
     WITH job AS (
         SELECT id, status, depth, max_pages FROM jobs WHERE id = :job_id FOR UPDATE
+    ), counted AS (
+        SELECT * FROM unnest(
+            CAST(:page_ids AS bigint[]), CAST(:http_statuses AS integer[]),
+            CAST(:titles AS text[]), CAST(:word_counts AS integer[]),
+            CAST(:unique_words AS integer[]), CAST(:elapsed_ms AS integer[])
+        ) AS c(id, http_status, title, word_count, unique_words, elapsed_ms)
     ), ended AS (
         UPDATE pages
-        SET status = 'done', http_status = :http_status, title = :title,
-            word_count = :word_count, unique_words = :unique_words, error = NULL,
-            message = NULL, finished_at = now(), elapsed_ms = :elapsed_ms
-        WHERE id = :page_id AND status = 'running' AND EXISTS (SELECT FROM job)
-        RETURNING id
+        SET status = 'done', http_status = c.http_status, title = c.title,
+            word_count = c.word_count, unique_words = c.unique_words, error = NULL,
+            message = NULL, finished_at = now(), elapsed_ms = c.elapsed_ms
+        FROM counted AS c
+        WHERE pages.id = c.id AND pages.status = 'running' AND EXISTS (SELECT FROM job)
+        RETURNING pages.id
     ), words AS (
         INSERT INTO word_counts (page_id, word, count)
-        SELECT ended.id, t.word, t.count
-        FROM ended, unnest(
-            string_to_array(:words, ' '), CAST(string_to_array(:counts, ' ') AS integer[])
-        ) AS t(word, count)
+        SELECT w.page_id, w.word, w.count
+        FROM unnest(
+            CAST(string_to_array(:word_pages, ' ') AS bigint[]),
+            string_to_array(:words, ' '),
+            CAST(string_to_array(:counts, ' ') AS integer[])
+        ) AS w(page_id, word, count)
+        JOIN ended ON ended.id = w.page_id
     )
-    SELECT (SELECT count(*) FROM ended) AS ended, job.* FROM job
+    SELECT ARRAY(SELECT id FROM ended) AS ended, job.* FROM job
     """
 )
 # One failed attempt of a page, with the worker and start time of the page's row.
@@ -93,17 +119,18 @@ RECORD_ATTEMPT = text(
 
 # A job starts (queued -> running) with its first claimed page; a running job is not
 # written to (and not locked) by the claims of its other pages.
+PAGE_IDS = bindparam("page_ids", type_=ARRAY(BigInteger))
 START_JOB = (
     update(Job)
-    .where(Job.id == select(Page.job_id).where(Page.id == bindparam("page_id")).scalar_subquery())
+    .where(Job.id.in_(select(Page.job_id).where(Page.id == any_(PAGE_IDS))))
     .where(Job.status == "queued")
     .values(status="running", started_at=func.now())
 )
 # A page is claimed only while it is open and its job is open (not cancelled).
-CLAIM_PAGE = (
+CLAIM_PAGES = (
     update(Page)
     .where(
-        Page.id == bindparam("page_id"),
+        Page.id == any_(PAGE_IDS),
         Page.status.in_(OPEN_PAGE_STATUSES),
         select(Job.id).where(Job.id == Page.job_id, Job.status.in_(OPEN_JOB_STATUSES)).exists(),
     )
@@ -116,7 +143,7 @@ CLAIM_PAGE = (
     )
     .returning(Page.id, Page.job_id, Page.url, Page.depth, Page.attempts)
 )
-# A page that could not be counted ends as failed (only from `running`, as FINISH_PAGE).
+# A page that could not be counted ends as failed (only from `running`, as FINISH_PAGES).
 FAIL_PAGE = (
     update(Page)
     .where(Page.id == bindparam("page_id"), Page.status == "running")
@@ -199,51 +226,82 @@ class CountedPage:
         return sum(self.counts.values())
 
 
-def claim_page(engine: Engine, page_id: int, worker: str, task_id: str) -> ClaimedPage | None:
-    """Mark a page running (and its job, if this is its first page); None if not to be run.
+def claim_pages(
+    engine: Engine, page_ids: Sequence[int], worker: str, task_id: str
+) -> list[ClaimedPage]:
+    """Mark pages running (and their job, if these are its first), in one transaction;
+    return those to run, in the order given.
 
     A page that already ended, or whose job was cancelled, is not run again.
     """
     with engine.begin() as conn:
-        # The job row is locked before the page row, in the same order as a cancel, so a
+        # The job row is locked before the page rows, in the same order as a cancel, so a
         # claim and a cancel of the same job can never wait for each other.
-        conn.execute(START_JOB, {"page_id": page_id})
-        row = conn.execute(
-            CLAIM_PAGE, {"page_id": page_id, "worker": worker, "task_id": task_id}
-        ).one_or_none()
-    return ClaimedPage(*row) if row else None
+        conn.execute(START_JOB, {"page_ids": page_ids})
+        rows = conn.execute(
+            CLAIM_PAGES, {"page_ids": page_ids, "worker": worker, "task_id": task_id}
+        ).all()
+    claimed = {row.id: ClaimedPage(*row) for row in rows}
+    return [claimed[page_id] for page_id in page_ids if page_id in claimed]
 
 
-def finish_page(
-    engine: Engine, page: ClaimedPage, result: CountedPage, in_broker: int
-) -> list[NewPage] | None:
-    """Store a counted page, its words and the pages it leads to, in one transaction.
+def finish_pages(
+    engine: Engine, counted: Sequence[tuple[ClaimedPage, CountedPage]], in_broker: int
+) -> list[NewPage]:
+    """Store counted pages, their words and the pages they lead to, in one transaction.
 
     Returns the pages to send to the broker now (after the commit, so a worker taking one
-    finds its row), or None if this page had already ended (a task delivered twice).
+    finds its row). A page that had already ended (a task delivered twice) is left as it is.
     """
+    to_send: list[NewPage] = []
+    if not counted:
+        return to_send
     with engine.begin() as conn:
-        job = conn.execute(
-            FINISH_PAGE,
-            {
-                "page_id": page.id,
-                "job_id": page.job_id,
-                "http_status": result.http_status,
-                "title": result.title,
-                "word_count": result.word_count,
-                "unique_words": len(result.counts),
-                "elapsed_ms": result.elapsed_ms,
-                "words": " ".join(result.counts),
-                "counts": " ".join(map(str, result.counts.values())),
-            },
-        ).one()
-        if not job.ended:
-            return None
-        if job.status not in OPEN_JOB_STATUSES:
-            return []
-        if page.depth < job.depth:
-            _add_pages(conn, job, result.links, page.depth + 1)
-        return _page_ended(conn, job, in_broker)
+        # The pages of one message are of one job; any others take their turn, in the
+        # order of their jobs' ids, so two finishers lock the jobs in the same order.
+        by_job: dict[uuid.UUID, list[tuple[ClaimedPage, CountedPage]]] = {}
+        for page, result in counted:
+            by_job.setdefault(page.job_id, []).append((page, result))
+        for job_id in sorted(by_job):
+            to_send += _finish_pages_of_job(conn, job_id, by_job[job_id], in_broker)
+    return to_send
+
+
+def _finish_pages_of_job(
+    conn: Connection,
+    job_id: uuid.UUID,
+    counted: list[tuple[ClaimedPage, CountedPage]],
+    in_broker: int,
+) -> list[NewPage]:
+    results = [result for _, result in counted]
+    job = conn.execute(
+        FINISH_PAGES,
+        {
+            "job_id": job_id,
+            "page_ids": [page.id for page, _ in counted],
+            "http_statuses": [result.http_status for result in results],
+            "titles": [result.title for result in results],
+            "word_counts": [result.word_count for result in results],
+            "unique_words": [len(result.counts) for result in results],
+            "elapsed_ms": [result.elapsed_ms for result in results],
+            "word_pages": " ".join(str(page.id) for page, result in counted for _ in result.counts),
+            "words": " ".join(word for result in results for word in result.counts),
+            "counts": " ".join(str(n) for result in results for n in result.counts.values()),
+        },
+    ).one()
+    ended = set(job.ended)
+    if not ended:
+        return []
+    if job.status not in OPEN_JOB_STATUSES:
+        return []
+    # The links of pages of one depth lead to pages of the next, found in page order.
+    links_by_depth: dict[int, list[str]] = {}
+    for page, result in counted:
+        if page.id in ended and page.depth < job.depth:
+            links_by_depth.setdefault(page.depth, []).extend(result.links)
+    for depth in sorted(links_by_depth):
+        _add_pages(conn, job, links_by_depth[depth], depth + 1)
+    return _page_ended(conn, job, in_broker)
 
 
 def fail_page(
@@ -256,7 +314,7 @@ def fail_page(
     """Store why a page could not be counted; return the pages to send now in its place,
     or None if it had already ended."""
     with engine.begin() as conn:
-        job = lock_job(conn, page.job_id)  # the job's row first, as everywhere (FINISH_PAGE)
+        job = lock_job(conn, page.job_id)  # the job's row first, as everywhere (FINISH_PAGES)
         ended = conn.execute(
             FAIL_PAGE,
             {

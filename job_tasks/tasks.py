@@ -3,16 +3,20 @@
 `crawl_page` crawls one page, and `_crawl` reads like the flow: claim the page, fetch it,
 extract its text, count its words, store them. Each step is a plain function in its own
 module; this file only wires them to Celery (states, retries, time limits) and to the
-worker's shared resources. `crawl_pages` crawls several pages sent in one message, one
-after another (WORDCRAWL_PAGES_PER_TASK; README, "Speed").
+worker's shared resources. `crawl_pages` crawls several pages sent in one message side by
+side, claiming them in one transaction and storing them in one (WORDCRAWL_PAGES_PER_TASK;
+README, "Speed").
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -109,38 +113,37 @@ def crawl_page(self: Task, page_id: int) -> dict[str, Any]:
 
 @app.task(**PAGE_TASK_OPTIONS)
 def crawl_pages(self: Task, page_ids: list[int]) -> list[dict[str, Any]]:
-    """Crawl several pages one after another, each as crawl_page crawls one.
+    """Crawl several pages at once: claimed together, fetched side by side, and the
+    counted ones stored together, each page's row as crawl_page would leave it.
 
     Sent instead of crawl_page when WORDCRAWL_PAGES_PER_TASK is above 1: the pages share
-    one message, one acknowledgement and one set of Celery states (README, "Speed"). A
-    page that fails for now leaves the group and becomes a crawl_page task of its own,
-    retried as any other.
+    one message, one acknowledgement, one set of Celery states, and two transactions
+    (README, "Speed"). A page that fails for now leaves the group and becomes a
+    crawl_page task of its own, retried as any other.
     """
-    engine = get_engine(get_settings().database_url)
-    results = []
-    for page_id in page_ids:
-        try:
-            results.append(_crawl(self, engine, page_id, retries=0))
-            continue
-        except PageFailed as failed:
-            results.append({"page_id": page_id, "status": "failed", "error": str(failed)})
-            out_of_time = failed.out_of_time
-        except _TryAgain as again:
-            task_id = str(uuid.uuid4())
-            store.record_retry(engine, again.page, again.error, new_task_id=task_id)
-            crawl_page.apply_async(
-                args=[page_id],
-                task_id=task_id,
-                countdown=_retry_delay(again.error, 0),
-                retries=1,  # its first try was here
-            )
-            results.append({"page_id": page_id, "status": "retrying", "task_id": task_id})
-            out_of_time = again.out_of_time
-        if out_of_time:
-            # The hard limit comes next. The pages not started still carry this task's
-            # id: once it has ended, the reconciler sends them again (reconcile.py).
-            break
-    return results
+    settings = get_settings()
+    engine = get_engine(settings.database_url)
+    results = {page_id: _not_run(page_id) for page_id in page_ids}
+    claimed = store.claim_pages(engine, page_ids, self.request.hostname, self.request.id)
+    pages = [page for page in claimed if not _worn_out(engine, page, results)]
+    # Each page is fetched and counted in a thread of its own (group_threads), so the
+    # group takes about as long as its slowest page, within one page's time limits. Should
+    # the soft time limit interrupt the wait, its pages stay `running` under this task's
+    # id, and once it has ended the reconciler sends them again (reconcile.py).
+    threads = group_threads(max(len(pages), settings.pages_per_task))
+    outcomes = threads.map(_count_in_thread, pages)
+    counted = []
+    for page, outcome in zip(pages, outcomes, strict=True):
+        if isinstance(outcome, store.CountedPage):
+            counted.append((page, outcome))
+            results[page.id] = _done(page, outcome)
+        elif outcome.error.transient and settings.fetch_retries > 0:
+            results[page.id] = _send_alone(engine, page, outcome.error)
+        else:
+            _fail(engine, page, outcome.error, outcome.elapsed_ms)
+            results[page.id] = _failed(page, outcome.error)
+    enqueue_pages(store.finish_pages(engine, counted, settings.job_pages_in_broker))
+    return [results[page_id] for page_id in page_ids]
 
 
 def _crawl(task: Task, engine: Engine, page_id: int, retries: int) -> dict[str, Any]:
@@ -149,57 +152,145 @@ def _crawl(task: Task, engine: Engine, page_id: int, retries: int) -> dict[str, 
     Raises PageFailed once a failed page is stored, and _TryAgain for a failure that may
     pass while `retries` (the tries so far) are fewer than WORDCRAWL_FETCH_RETRIES.
     """
-    page = store.claim_page(engine, page_id, task.request.hostname, task.request.id)
-    if page is None:
-        return {"page_id": page_id, "status": "not run: ended already or job cancelled"}
+    claimed = store.claim_pages(engine, [page_id], task.request.hostname, task.request.id)
+    if not claimed:
+        return _not_run(page_id)
+    page = claimed[0]
+    result: dict[str, Any] = {}
+    if _worn_out(engine, page, {page.id: result}):
+        raise PageFailed(result["error"])
     started = time.monotonic()
-    # Started again and again without ending: its worker died each time (a page that
-    # crashes or exhausts a worker). Stop here rather than loop forever. Only the starts
-    # since the page's last recorded outcome count: every failed attempt, retried or not,
-    # is recorded (page_attempts), so a page queued again by hand (dead letters) keeps its
-    # attempts as history and gets a fresh allowance. The history is read only for a page
-    # started that often in all, so a page's first start costs no extra query.
-    if page.attempts > 1 + REDELIVERIES:
-        unfinished = store.starts_without_outcome(engine, page)
-        if unfinished > 1 + REDELIVERIES:
-            gave_up = f"the page was started {unfinished - 1} times and never finished"
-            _fail(engine, page, Timeout(gave_up), 0)
-            raise PageFailed(f"gave up after {unfinished - 1} unfinished attempts")
     out_of_time = False
     try:
         # Celery's STARTED state (task_track_started) says the page is being crawled, and
         # SUCCESS or FAILURE how it ended. No custom state in between: each state is one
         # more PostgreSQL write per page, and nothing reads it (README, "Speed").
-        response = worker_fetcher().fetch(page.url)
-        document = extract(response)
-        counts = count_words(document.text)
+        counted = _count(page, started)
     except SoftTimeLimitExceeded:
         error: PageError = Timeout("the page took longer than the task's time limit")
         out_of_time = True
     except PageError as err:
         error = err
     else:
-        elapsed_ms = round((time.monotonic() - started) * 1000)
-        links = same_host_links(
-            response.url, document.links, get_settings().max_url_length, document.base_url
+        enqueue_pages(
+            store.finish_pages(engine, [(page, counted)], get_settings().job_pages_in_broker)
         )
-        result = store.CountedPage(response.status, document.title, dict(counts), elapsed_ms, links)
-        next_pages = store.finish_page(engine, page, result, get_settings().job_pages_in_broker)
-        if next_pages:
-            enqueue_pages(next_pages)
-        return {
-            "page_id": page.id,
-            "url": page.url,
-            "status": "done",
-            "word_count": result.word_count,
-            "unique_words": len(result.counts),
-            "links": len(result.links),
-        }
+        return _done(page, counted)
 
     if error.transient and retries < get_settings().fetch_retries:
         raise _TryAgain(page, error, out_of_time)
-    _fail(engine, page, error, round((time.monotonic() - started) * 1000))
+    _fail(engine, page, error, _ms_since(started))
     raise PageFailed(f"{error.code}: {error.message}", out_of_time)
+
+
+def _count(page: store.ClaimedPage, started: float) -> store.CountedPage:
+    """Fetch a page, extract its text and count its words; raise PageError if it cannot be."""
+    response = worker_fetcher().fetch(page.url)
+    document = extract(response)
+    counts = count_words(document.text)
+    links = same_host_links(
+        response.url, document.links, get_settings().max_url_length, document.base_url
+    )
+    return store.CountedPage(
+        response.status, document.title, dict(counts), _ms_since(started), links
+    )
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """What became of a page of a group that could not be counted."""
+
+    error: PageError
+    elapsed_ms: int
+
+
+def _count_in_thread(page: store.ClaimedPage) -> store.CountedPage | _Failure:
+    """_count, for a page of a group: its failure is returned, not raised."""
+    started = time.monotonic()
+    try:
+        return _count(page, started)
+    except PageError as error:
+        return _Failure(error, _ms_since(started))
+
+
+_group_local = threading.local()
+
+
+def group_threads(size: int) -> ThreadPoolExecutor:
+    """Return this task thread's threads that fetch a group's pages side by side, at least
+    `size` of them (WORDCRAWL_PAGES_PER_TASK): one set for each thread that runs tasks
+    (one per prefork process, one per thread of the threads pool), started when first
+    needed and kept, with their open connections to the sites (fetch.py keeps one requests
+    session per thread)."""
+    threads = getattr(_group_local, "threads", None)
+    if threads is None or _group_local.size < size:
+        if threads is not None:
+            threads.shutdown(wait=False)  # a larger group than any before (settings changed)
+        threads = ThreadPoolExecutor(size, thread_name_prefix="fetch")
+        _group_local.threads, _group_local.size = threads, size
+    return threads
+
+
+def _worn_out(engine: Engine, page: store.ClaimedPage, results: dict[int, Any]) -> bool:
+    """Fail a page started again and again without ending: its worker died each time (a
+    page that crashes or exhausts a worker). Stop there rather than loop forever.
+
+    Only the starts since the page's last recorded outcome count: every failed attempt,
+    retried or not, is recorded (page_attempts), so a page queued again by hand (dead
+    letters) keeps its attempts as history and gets a fresh allowance. The history is
+    read only for a page started that often in all, so a first start costs no query.
+    """
+    if page.attempts <= 1 + REDELIVERIES:
+        return False
+    unfinished = store.starts_without_outcome(engine, page)
+    if unfinished <= 1 + REDELIVERIES:
+        return False
+    gave_up = f"the page was started {unfinished - 1} times and never finished"
+    _fail(engine, page, Timeout(gave_up), 0)
+    results[page.id] = {
+        **_failed(page, Timeout(gave_up)),
+        "error": f"gave up after {unfinished - 1} unfinished attempts",
+    }
+    return True
+
+
+def _send_alone(engine: Engine, page: store.ClaimedPage, error: PageError) -> dict[str, Any]:
+    """Send a page of a group that failed for now as a crawl_page task of its own, to be
+    tried again after a while as any other (its first try was in the group)."""
+    task_id = str(uuid.uuid4())
+    store.record_retry(engine, page, error, new_task_id=task_id)
+    crawl_page.apply_async(
+        args=[page.id], task_id=task_id, countdown=_retry_delay(error, 0), retries=1
+    )
+    return {"page_id": page.id, "url": page.url, "status": "retrying", "task_id": task_id}
+
+
+def _done(page: store.ClaimedPage, counted: store.CountedPage) -> dict[str, Any]:
+    return {
+        "page_id": page.id,
+        "url": page.url,
+        "status": "done",
+        "word_count": counted.word_count,
+        "unique_words": len(counted.counts),
+        "links": len(counted.links),
+    }
+
+
+def _failed(page: store.ClaimedPage, error: PageError) -> dict[str, Any]:
+    return {
+        "page_id": page.id,
+        "url": page.url,
+        "status": "failed",
+        "error": f"{error.code}: {error.message}",
+    }
+
+
+def _not_run(page_id: int) -> dict[str, Any]:
+    return {"page_id": page_id, "status": "not run: ended already or job cancelled"}
+
+
+def _ms_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
 
 
 def _fail(engine: Engine, page: store.ClaimedPage, error: PageError, elapsed_ms: int) -> None:
@@ -232,14 +323,9 @@ def enqueue_pages(pages: Iterable[tuple[int, str]]) -> None:
             if len(page_ids) == 1:
                 crawl_page.apply_async(args=page_ids, task_id=task_id, producer=producer)
                 continue
-            # The time limits of one page, for each of them (the worker crawls them in turn).
-            crawl_pages.apply_async(
-                args=[page_ids],
-                task_id=task_id,
-                producer=producer,
-                time_limit=len(page_ids) * app.conf.task_time_limit,
-                soft_time_limit=len(page_ids) * app.conf.task_soft_time_limit,
-            )
+            # The time limits of one page hold for the group: its pages are crawled side
+            # by side (crawl_pages).
+            crawl_pages.apply_async(args=[page_ids], task_id=task_id, producer=producer)
 
 
 @app.task(ignore_result=True)

@@ -205,8 +205,7 @@ def test_a_sigkilled_worker_loses_no_page_of_the_group_it_was_crawling(
     shared_servers_stack, fixture_site
 ):
     # Three pages per message: the killed worker's message comes back whole after the
-    # visibility timeout (3 x 2 s x 3 = 18 s), and its pages that had ended are not run
-    # again.
+    # visibility timeout (3 x 2 s = 6 s), and its pages that had ended are not run again.
     stack = shared_servers_stack(2, WORDCRAWL_PAGES_PER_TASK="3")
     stack.workers.start("w1", "w2")
     api = stack.start_manager()

@@ -1,7 +1,7 @@
 """Several pages per task (WORDCRAWL_PAGES_PER_TASK): pages travel in groups, one message
-each, and are counted as if each had its own; a page that fails for now leaves its group.
-A page sent alone is retried by Celery's own retry of its task (the session's workers try
-no page twice, so this is where retries are seen end to end).
+each, fetched side by side, and are counted as if each had its own; a page that fails for
+now leaves its group. A page sent alone is retried by Celery's own retry of its task (the
+session's workers try no page twice, so this is where retries are seen end to end).
 
 These tests swap the session's workers (w1, w2) for one worker sending five pages per
 task and trying a failed page once more, and put them back afterwards.
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import submit_job, wait_for_job
+from conftest import PER_HOST_CONCURRENCY, submit_job, wait_for_job
 from fixture_site import OK_COUNTS
 from processes import WorkerPool
 
@@ -73,6 +73,21 @@ def test_pages_sent_together_share_a_task_and_are_all_counted(
     )
     assert {(row.name, row.status) for row in tasks} == {("job_tasks.tasks.crawl_pages", "SUCCESS")}
     assert len(tasks) == 3
+
+
+def test_the_pages_of_a_group_are_fetched_side_by_side(client, grouping_worker, fixture_site, sql):
+    # One group of five pages that each take 300 ms at the site.
+    urls = [fixture_site.url(f"/delay?ms=300&grouped={uuid.uuid4().hex}") for _ in range(PER_TASK)]
+    fixture_site.most_in_flight = 0
+    job = wait_for_job(client, submit_job(client, urls), timeout=60)
+
+    assert job["status"] == "done"
+    assert job["pages"]["done"] == PER_TASK
+    # The site served them side by side, as many at once as the per-host limit lets
+    # through, and the pages were claimed and stored together.
+    assert fixture_site.most_in_flight == PER_HOST_CONCURRENCY
+    rows = sql("SELECT task_id, started_at, finished_at FROM pages WHERE job_id = :j", j=job["id"])
+    assert len({(row.task_id, row.started_at, row.finished_at) for row in rows}) == 1
 
 
 def test_a_page_that_fails_for_now_leaves_its_group_and_is_retried_alone(
