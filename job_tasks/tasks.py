@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 MAX_RETRY_DELAY = 60  # seconds; Retry-After above this is capped
 REDELIVERIES = 2  # times a page may start again after its worker died mid-page
 RECONCILE_LOCK = "wordcrawl:reconcile-lock"
+REDIS_CONNECTIONS = 32  # per worker process, for wordcrawl's own commands (broker_redis)
+REDIS_WAIT_SECONDS = 30  # the longest a thread waits for one of them
 
 
 class PageFailed(Exception):
@@ -58,8 +60,18 @@ class PageFailed(Exception):
 
 @lru_cache(maxsize=1)
 def broker_redis() -> redis.Redis:
-    """Return this process's client of the broker's Redis (robots cache, limits, locks)."""
-    return redis.Redis.from_url(get_settings().broker_url)
+    """Return this process's client of the broker's Redis (robots cache, limits, locks).
+
+    Its threads (a threads pool's, and the threads fetching a group's pages) share its
+    connections, each held for one command: when all are in use, a thread waits for one.
+    redis-py's default pool would raise MaxConnectionsError past 100 threads at once.
+    """
+    pool = redis.BlockingConnectionPool.from_url(
+        get_settings().broker_url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=REDIS_WAIT_SECONDS,  # then ConnectionError, and the task is tried again
+    )
+    return redis.Redis(connection_pool=pool)
 
 
 @lru_cache(maxsize=1)
