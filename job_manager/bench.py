@@ -741,7 +741,7 @@ def write_plot(runs: Sequence[BenchRun], path: Path, pages: int, latency_ms: int
             xs,
             [run.pages_per_second for run in points],
             marker="o",
-            label=f"{pool}, {concurrency} per worker",
+            label=f"{pool}, {concurrency} per worker" + _grouping(points[0].pages_per_task),
         )
         for run in points:
             axes.annotate(
@@ -776,3 +776,7 @@ def write_plot(runs: Sequence[BenchRun], path: Path, pages: int, latency_ms: int
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def _grouping(pages_per_task: int) -> str:
+    return f", {pages_per_task} pages per task" if pages_per_task > 1 else ""

@@ -302,6 +302,7 @@ ROUTES = {
         200, "text/html", gzip.compress(OK_HTML.encode()), {"Content-Encoding": "gzip"}
     ),
     "/missing": lambda h: h.send_body(404, "text/html", b"<h1>gone</h1>"),
+    "/no-words": lambda h: h.send_body(200, "text/html", b"<title>Nothing to count</title>"),
     "/error": lambda h: h.send_body(500, "text/html", b"<h1>boom</h1>"),
     "/unavailable": lambda h: h.send_body(503, "text/html", b"busy", {"Retry-After": "1"}),
     "/image": lambda h: h.send_body(200, "image/png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64),

@@ -75,6 +75,38 @@ def test_pages_sent_together_share_a_task_and_are_all_counted(
     assert len(tasks) == 3
 
 
+def test_each_page_of_a_group_ends_as_it_would_alone(client, grouping_worker, fixture_site, sql):
+    tag = uuid.uuid4().hex
+    paths = ["/ok", "/no-words", "/missing", "/ok?again", "/no-words?again"]
+    urls = [fixture_site.url(f"{path}{'&' if '?' in path else '?'}t={tag}") for path in paths]
+    job = wait_for_job(client, submit_job(client, urls), timeout=60)
+
+    assert job["status"] == "done"
+    pages = {page["url"]: page for page in client.get(f"/api/jobs/{job['id']}/pages").get_json()}
+    assert len({page["task_id"] for page in pages.values()}) == 1  # one group of five
+    ended = [(pages[url]["status"], pages[url]["word_count"], pages[url]["error"]) for url in urls]
+    ok_words = sum(OK_COUNTS.values())
+    assert ended == [
+        ("done", ok_words, None),
+        ("done", 0, None),
+        ("failed", None, "http_error"),
+        ("done", ok_words, None),
+        ("done", 0, None),
+    ]
+    rows = sql(
+        "SELECT p.url, count(w.word) AS words, sum(w.count) AS total FROM pages p "
+        "LEFT JOIN word_counts w ON w.page_id = p.id WHERE p.job_id = :j GROUP BY p.url",
+        j=job["id"],
+    )
+    assert {row.url: (row.words, row.total) for row in rows} == {
+        urls[0]: (len(OK_COUNTS), ok_words),
+        urls[1]: (0, None),
+        urls[2]: (0, None),
+        urls[3]: (len(OK_COUNTS), ok_words),
+        urls[4]: (0, None),
+    }
+
+
 def test_the_pages_of_a_group_are_fetched_side_by_side(client, grouping_worker, fixture_site, sql):
     # One group of five pages that each take 300 ms at the site.
     urls = [fixture_site.url(f"/delay?ms=300&grouped={uuid.uuid4().hex}") for _ in range(PER_TASK)]
