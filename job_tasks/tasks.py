@@ -136,8 +136,12 @@ def crawl_pages(self: Task, page_ids: list[int]) -> list[dict[str, Any]]:
     settings = get_settings()
     engine = get_engine(settings.database_url)
     results = {page_id: _not_run(page_id) for page_id in page_ids}
-    claimed = store.claim_pages(engine, page_ids, self.request.hostname, self.request.id)
-    pages = [page for page in claimed if not _worn_out(engine, page, results)]
+    pages = []
+    for page in store.claim_pages(engine, page_ids, self.request.hostname, self.request.id):
+        if (gave_up := _give_up_if_worn_out(engine, page)) is not None:
+            results[page.id] = _failed(page, str(gave_up))
+        else:
+            pages.append(page)
     # Each page is fetched and counted in a thread of its own (group_threads), so the
     # group takes about as long as its slowest page, within one page's time limits. Should
     # the soft time limit interrupt the wait, its pages stay `running` under this task's
@@ -153,7 +157,7 @@ def crawl_pages(self: Task, page_ids: list[int]) -> list[dict[str, Any]]:
             results[page.id] = _send_alone(engine, page, outcome.error)
         else:
             _fail(engine, page, outcome.error, outcome.elapsed_ms)
-            results[page.id] = _failed(page, outcome.error)
+            results[page.id] = _failed(page, f"{outcome.error.code}: {outcome.error.message}")
     enqueue_pages(store.finish_pages(engine, counted, settings.job_pages_in_broker))
     return [results[page_id] for page_id in page_ids]
 
@@ -168,9 +172,8 @@ def _crawl(task: Task, engine: Engine, page_id: int, retries: int) -> dict[str, 
     if not claimed:
         return _not_run(page_id)
     page = claimed[0]
-    result: dict[str, Any] = {}
-    if _worn_out(engine, page, {page.id: result}):
-        raise PageFailed(result["error"])
+    if (gave_up := _give_up_if_worn_out(engine, page)) is not None:
+        raise gave_up
     started = time.monotonic()
     out_of_time = False
     try:
@@ -243,9 +246,10 @@ def group_threads(size: int) -> ThreadPoolExecutor:
     return threads
 
 
-def _worn_out(engine: Engine, page: store.ClaimedPage, results: dict[int, Any]) -> bool:
+def _give_up_if_worn_out(engine: Engine, page: store.ClaimedPage) -> PageFailed | None:
     """Fail a page started again and again without ending: its worker died each time (a
-    page that crashes or exhausts a worker). Stop there rather than loop forever.
+    page that crashes or exhausts a worker). Stop there rather than loop forever: return
+    the PageFailed to report, once the failure is stored; None for a page to crawl.
 
     Only the starts since the page's last recorded outcome count: every failed attempt,
     retried or not, is recorded (page_attempts), so a page queued again by hand (dead
@@ -253,17 +257,14 @@ def _worn_out(engine: Engine, page: store.ClaimedPage, results: dict[int, Any]) 
     read only for a page started that often in all, so a first start costs no query.
     """
     if page.attempts <= 1 + REDELIVERIES:
-        return False
+        return None
     unfinished = store.starts_without_outcome(engine, page)
     if unfinished <= 1 + REDELIVERIES:
-        return False
-    gave_up = f"the page was started {unfinished - 1} times and never finished"
-    _fail(engine, page, Timeout(gave_up), 0)
-    results[page.id] = {
-        **_failed(page, Timeout(gave_up)),
-        "error": f"gave up after {unfinished - 1} unfinished attempts",
-    }
-    return True
+        return None
+    _fail(
+        engine, page, Timeout(f"the page was started {unfinished - 1} times and never finished"), 0
+    )
+    return PageFailed(f"gave up after {unfinished - 1} unfinished attempts")
 
 
 def _send_alone(engine: Engine, page: store.ClaimedPage, error: PageError) -> dict[str, Any]:
@@ -288,13 +289,8 @@ def _done(page: store.ClaimedPage, counted: store.CountedPage) -> dict[str, Any]
     }
 
 
-def _failed(page: store.ClaimedPage, error: PageError) -> dict[str, Any]:
-    return {
-        "page_id": page.id,
-        "url": page.url,
-        "status": "failed",
-        "error": f"{error.code}: {error.message}",
-    }
+def _failed(page: store.ClaimedPage, why: str) -> dict[str, Any]:
+    return {"page_id": page.id, "url": page.url, "status": "failed", "error": why}
 
 
 def _not_run(page_id: int) -> dict[str, Any]:

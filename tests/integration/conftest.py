@@ -36,6 +36,8 @@ from job_manager.services import (
 from job_tasks import db as job_db
 from job_tasks.celeryconfig import celery_config
 from job_tasks.settings import Settings, get_settings
+from job_tasks.submission import JobRequest, record_job
+from job_tasks.tasks import enqueue_pages
 
 CLAIM_KEY = "wordcrawl:test-suite-claim"
 PER_HOST_CONCURRENCY = 3  # requests to one host at once, below the workers' 4 slots
@@ -241,6 +243,30 @@ def submit_job(client, urls: list[str], **fields: object) -> str:
     response = client.post("/api/jobs", json={"urls": urls, **fields})
     assert response.status_code == 202, response.get_json()
     return response.get_json()["id"]
+
+
+def send_job_with_a_worn_out_page(database_url: str, urls: list[str]) -> str:
+    """Send a job whose first page looks started three times without ending, as if its
+    worker had died at every start (tasks.REDELIVERIES); return the job's id."""
+    request = JobRequest(urls, depth=0, max_pages=len(urls))
+    job_id, pages = record_job(job_db.get_sessionmaker(database_url), request, in_broker=16)
+    with job_db.get_engine(database_url).begin() as conn:
+        conn.execute(text("UPDATE pages SET attempts = 3 WHERE id = :id"), {"id": pages[0][0]})
+    enqueue_pages(pages)
+    return str(job_id)
+
+
+def assert_gave_up_on_the_first_page(sql, job_id: str, urls: list[str]) -> None:
+    """The worn-out page failed (attempts: 3 recorded before, and this start), the other
+    page was counted."""
+    rows = sql(
+        "SELECT url, status, error, message, attempts FROM pages WHERE job_id = :j", j=job_id
+    )
+    pages = {row.url: row for row in rows}
+    worn, other = pages[urls[0]], pages[urls[1]]
+    assert (worn.status, worn.error, worn.attempts) == ("failed", "timeout", 4)
+    assert worn.message == "the page was started 3 times and never finished"
+    assert other.status == "done"
 
 
 def wait_for_job(client, job_id: str, timeout: float = 30.0) -> dict:

@@ -16,7 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PER_HOST_CONCURRENCY, submit_job, wait_for_job
+from conftest import (
+    PER_HOST_CONCURRENCY,
+    assert_gave_up_on_the_first_page,
+    send_job_with_a_worn_out_page,
+    submit_job,
+    wait_for_job,
+)
 from fixture_site import OK_COUNTS
 from processes import WorkerPool
 
@@ -105,6 +111,18 @@ def test_each_page_of_a_group_ends_as_it_would_alone(client, grouping_worker, fi
         urls[3]: (len(OK_COUNTS), ok_words),
         urls[4]: (0, None),
     }
+
+
+def test_a_worn_out_page_of_a_group_fails_and_the_others_are_counted(
+    client, grouping_worker, services, fixture_site, sql
+):
+    urls = [fixture_site.url(f"/ok?worn={uuid.uuid4().hex}"), fixture_site.url("/plain")]
+    job = wait_for_job(client, send_job_with_a_worn_out_page(services.database_url, urls))
+
+    assert job["status"] == "done"
+    pages = client.get(f"/api/jobs/{job['id']}/pages").get_json()
+    assert len({page["task_id"] for page in pages}) == 1  # sent together
+    assert_gave_up_on_the_first_page(sql, job["id"], urls)
 
 
 def test_the_pages_of_a_group_are_fetched_side_by_side(client, grouping_worker, fixture_site, sql):

@@ -6,8 +6,15 @@ The workers of these tests look for lost messages every 2 seconds
 
 from __future__ import annotations
 
+import uuid
+
 import redis
-from conftest import submit_job, wait_for_job
+from conftest import (
+    assert_gave_up_on_the_first_page,
+    send_job_with_a_worn_out_page,
+    submit_job,
+    wait_for_job,
+)
 from processes import wait_for
 
 import job_tasks
@@ -49,6 +56,16 @@ def test_a_job_survives_its_queued_messages_being_lost(
         job=job_id,
     )[0:1]
     assert rows[0] == 16 * 9  # each page's 9 distinct words, once: nothing counted twice
+
+
+def test_a_page_whose_worker_died_at_every_start_fails_instead_of_looping(
+    client, workers, services, fixture_site, sql
+):
+    urls = [fixture_site.url(f"/ok?worn={uuid.uuid4().hex}"), fixture_site.url("/plain")]
+    job = wait_for_job(client, send_job_with_a_worn_out_page(services.database_url, urls))
+
+    assert job["status"] == "done"
+    assert_gave_up_on_the_first_page(sql, job["id"], urls)
 
 
 def test_the_reconciler_sees_every_message_of_a_long_queue(services):
