@@ -273,6 +273,7 @@ def _finish_pages_of_job(
     counted: list[tuple[ClaimedPage, CountedPage]],
     in_broker: int,
 ) -> list[NewPage]:
+    """Store counted pages of one job (finish_pages); return the pages to send."""
     results = [result for _, result in counted]
     job = conn.execute(
         FINISH_PAGES,
@@ -290,9 +291,7 @@ def _finish_pages_of_job(
         },
     ).one()
     ended = set(job.ended)
-    if not ended:
-        return []
-    if job.status not in OPEN_JOB_STATUSES:
+    if not ended or job.status not in OPEN_JOB_STATUSES:
         return []
     # The links of pages of one depth lead to pages of the next, found in page order.
     links_by_depth: dict[int, list[str]] = {}
