@@ -53,10 +53,6 @@ REDIS_WAIT_SECONDS = 30  # the longest a thread waits for one of them
 class PageFailed(Exception):
     """Raised after a failed page is stored, so Celery records the task as FAILURE."""
 
-    def __init__(self, message: str, out_of_time: bool = False) -> None:
-        super().__init__(message)
-        self.out_of_time = out_of_time  # the task's soft time limit passed
-
 
 @lru_cache(maxsize=1)
 def broker_redis() -> redis.Redis:
@@ -92,11 +88,10 @@ def worker_fetcher() -> Fetcher:
 class _TryAgain(Exception):
     """A page failed for now (a timeout, a 503...) and may be tried again later."""
 
-    def __init__(self, page: store.ClaimedPage, error: PageError, out_of_time: bool) -> None:
+    def __init__(self, page: store.ClaimedPage, error: PageError) -> None:
         super().__init__(error)
         self.page = page
         self.error = error
-        self.out_of_time = out_of_time  # the task's soft time limit passed
 
 
 # Both page tasks: if PostgreSQL or Redis is briefly away, try the whole task again later.
@@ -175,7 +170,6 @@ def _crawl(task: Task, engine: Engine, page_id: int, retries: int) -> dict[str, 
     if (gave_up := _give_up_if_worn_out(engine, page)) is not None:
         raise gave_up
     started = time.monotonic()
-    out_of_time = False
     try:
         # Celery's STARTED state (task_track_started) says the page is being crawled, and
         # SUCCESS or FAILURE how it ended. No custom state in between: each state is one
@@ -183,7 +177,6 @@ def _crawl(task: Task, engine: Engine, page_id: int, retries: int) -> dict[str, 
         counted = _count(page, started)
     except SoftTimeLimitExceeded:
         error: PageError = Timeout("the page took longer than the task's time limit")
-        out_of_time = True
     except PageError as err:
         error = err
     else:
@@ -193,9 +186,9 @@ def _crawl(task: Task, engine: Engine, page_id: int, retries: int) -> dict[str, 
         return _done(page, counted)
 
     if error.transient and retries < get_settings().fetch_retries:
-        raise _TryAgain(page, error, out_of_time)
+        raise _TryAgain(page, error)
     _fail(engine, page, error, _ms_since(started))
-    raise PageFailed(f"{error.code}: {error.message}", out_of_time)
+    raise PageFailed(f"{error.code}: {error.message}")
 
 
 def _count(page: store.ClaimedPage, started: float) -> store.CountedPage:

@@ -126,8 +126,9 @@ def test_a_worn_out_page_of_a_group_fails_and_the_others_are_counted(
 
 
 def test_the_pages_of_a_group_are_fetched_side_by_side(client, grouping_worker, fixture_site, sql):
-    # One group of five pages that each take 300 ms at the site.
-    urls = [fixture_site.url(f"/delay?ms=300&grouped={uuid.uuid4().hex}") for _ in range(PER_TASK)]
+    # One group of five pages that each take 600 ms at the site: long enough that the
+    # first three overlap however slowly the worker's threads start.
+    urls = [fixture_site.url(f"/delay?ms=600&grouped={uuid.uuid4().hex}") for _ in range(PER_TASK)]
     fixture_site.most_in_flight = 0
     job = wait_for_job(client, submit_job(client, urls), timeout=60)
 
