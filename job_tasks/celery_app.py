@@ -8,6 +8,7 @@ from __future__ import annotations
 from celery import Celery
 
 from .celeryconfig import celery_config
+from .heartbeat import Heartbeat
 from .reconcile import ReconcileTimer
 from .settings import Settings, get_settings
 
@@ -19,7 +20,9 @@ def create_celery(settings: Settings) -> Celery:
     # `db+postgresql://...` results are stored by one upsert per state (result_backend.py)
     # instead of Celery's read, locked read and write.
     app.loader.override_backends = {"db": "job_tasks.result_backend:UpsertDatabaseBackend"}
-    # Every worker asks now and then for lost pages to be found and sent again.
+    # Every worker reports to the census that it lives (heartbeat.py), and asks now and
+    # then for lost pages to be found and sent again.
+    app.steps["worker"].add(Heartbeat)
     app.steps["worker"].add(ReconcileTimer)
     return app
 

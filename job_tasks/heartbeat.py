@@ -1,0 +1,84 @@
+"""A worker's heartbeat: report to the census (census.py) every few seconds that it lives.
+
+A worker step (a Celery bootstep) starts a thread of its own in the worker's main process
+when the worker starts, and takes the worker out of the census when it stops on purpose.
+The thread only talks to Redis, never to the worker's event loop, so a busy worker (a
+long page, a full pool) still reports on time; a worker killed or paused stops reporting,
+and the census forgets it after WORDCRAWL_RECONCILE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import redis
+from celery import bootsteps
+from celery.concurrency import get_implementation
+
+from .census import Census
+from .settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def census_for(settings: Settings) -> Census:
+    """Return the census of the deployment these settings name (its broker's Redis)."""
+    client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+    return Census(client, ttl_seconds=settings.reconcile_seconds)
+
+
+def heartbeat_seconds(settings: Settings) -> float:
+    """How often a worker reports: several times within the census's memory."""
+    return min(2.0, settings.reconcile_seconds / 4)
+
+
+class Heartbeat(bootsteps.StartStopStep):
+    """A worker step: report this worker to the census until it stops."""
+
+    def __init__(self, worker, **kwargs) -> None:
+        self.settings = get_settings()
+        self.census = census_for(self.settings)
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.node = ""
+        self.facts: dict[str, Any] = {}
+
+    def start(self, worker) -> None:
+        self.node = worker.hostname
+        self.facts = {
+            "pid": os.getpid(),
+            "pool": _pool_name(worker),
+            "concurrency": worker.concurrency,
+            "queues": sorted(worker.app.amqp.queues.consume_from),
+            "started_at": time.time(),
+        }
+        self.thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self.thread.start()
+
+    def stop(self, worker) -> None:
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+        try:
+            self.census.forget(self.node)
+        except redis.RedisError:
+            log.warning("could not take %s out of the census", self.node)
+
+    def _run(self) -> None:
+        period = heartbeat_seconds(self.settings)
+        while not self.stopped.is_set():
+            try:
+                self.census.report(self.node, self.facts)
+            except redis.RedisError:  # the broker is away: the next beat tries again
+                log.warning("could not report to the census", exc_info=True)
+            self.stopped.wait(period)
+
+
+def _pool_name(worker) -> str:
+    """Name a worker's pool as `--pool` does: prefork, threads, solo, gevent."""
+    module = get_implementation(worker.pool_cls).__module__.rsplit(".", 1)[-1]
+    return "threads" if module == "thread" else module
