@@ -59,7 +59,7 @@ from .services import (
     port_open,
 )
 
-POOLS = ("prefork", "threads", "gevent", "solo")
+POOLS = ("prefork", "threads", "solo")
 CLAIM_KEY = "wordcrawl:bench-claim"
 PER_HOST_CONCURRENCY = 1000  # the demo site is ours: let the workers' pools set the pace
 START_TIMEOUT = 60.0

@@ -279,11 +279,6 @@ def _pools(value: str | None) -> list[str]:
     unknown = [pool for pool in pools if pool not in POOLS]
     if unknown or not pools:
         raise click.BadParameter(f"choose from {', '.join(POOLS)} (comma-separated)")
-    if "gevent" in pools:
-        try:
-            import gevent  # noqa: F401
-        except ImportError as err:
-            raise click.BadParameter("the gevent pool needs gevent: pip install gevent") from err
     return pools
 
 
@@ -307,7 +302,7 @@ def _pools(value: str | None) -> list[str]:
 @click.option(
     "--pool",
     default=None,
-    help="Celery pool(s) of the workers, comma-separated: prefork, threads, gevent, solo "
+    help="Celery pool(s) of the workers, comma-separated: prefork, threads, solo "
     "[default: WORDCRAWL_WORKER_POOL's].",
 )
 @click.option(

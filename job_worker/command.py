@@ -10,7 +10,7 @@ from job_tasks.settings import Settings
 # Tasks at once per worker when WORDCRAWL_WORKER_CONCURRENCY is 0. A page waits ~100 ms
 # for its site and takes a few ms of CPU, so one process keeps many pages in flight; more
 # than 16 threads only contend for the process's lock (measured: README, "Speed").
-DEFAULT_CONCURRENCY = {"threads": 16, "gevent": 100}
+DEFAULT_CONCURRENCY = {"threads": 16}
 CELERY = (sys.executable, "-m", "celery", "-A", "job_tasks")  # this project's Celery app
 
 
