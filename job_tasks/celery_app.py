@@ -6,10 +6,10 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import beat_init
 
 from .celeryconfig import celery_config
 from .heartbeat import Heartbeat
-from .reconcile import ReconcileTimer
 from .settings import Settings, get_settings
 
 
@@ -20,11 +20,20 @@ def create_celery(settings: Settings) -> Celery:
     # `db+postgresql://...` results are stored by one upsert per state (result_backend.py)
     # instead of Celery's read, locked read and write.
     app.loader.override_backends = {"db": "job_tasks.result_backend:UpsertDatabaseBackend"}
-    # Every worker reports to the census that it lives (heartbeat.py), and asks now and
-    # then for lost pages to be found and sent again.
+    # Every worker reports to the census that it lives (heartbeat.py), and takes its turn
+    # at the deployment's upkeep (upkeep.py). The upkeep step is named, not imported: it
+    # sends tasks, so it imports them, and they need this app first.
     app.steps["worker"].add(Heartbeat)
-    app.steps["worker"].add(ReconcileTimer)
+    app.steps["worker"].add("job_tasks.upkeep:Upkeep")
     return app
+
+
+@beat_init.connect
+def _no_sent_events_from_beat(sender, **_: object) -> None:
+    # Beat sends only upkeep ticks (start_due_runs), which Flower need not show: their
+    # task sends no events, but the "task-sent" event is the sender's, and the setting
+    # is one for every task the process sends (Celery's send_task). In beat, it is off.
+    sender.app.conf.task_send_sent_event = False
 
 
 app = create_celery(get_settings())

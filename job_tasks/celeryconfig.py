@@ -14,9 +14,9 @@ from kombu import Queue
 from .settings import Settings
 
 # Two queues, so that workers can be given work by kind (`wordcrawl worker --queues`):
-# pages to crawl, and the short upkeep tasks (finding lost pages, starting scheduled runs,
-# removing expired results) that must not wait behind pages. A worker started without
-# --queues takes both.
+# pages to crawl, and the short upkeep tasks (starting scheduled runs, removing expired
+# results) that must not wait behind pages. A worker started without --queues takes both,
+# and only workers that take `housekeeping` run the deployment's upkeep (upkeep.py).
 CRAWL_QUEUE = "crawl"
 HOUSEKEEPING_QUEUE = "housekeeping"
 QUEUES = (CRAWL_QUEUE, HOUSEKEEPING_QUEUE)
@@ -25,8 +25,9 @@ QUEUES = (CRAWL_QUEUE, HOUSEKEEPING_QUEUE)
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Return Celery's settings for these wordcrawl settings."""
     # A message a worker took but did not acknowledge goes back to the queue after this
-    # long (Redis has no other way to notice a dead consumer). It must exceed the longest a
-    # task can run, or a slow page would be handed to a second worker while it runs.
+    # long. The pages of a dead worker are sent again long before (upkeep.py); this is
+    # the last resort. It must exceed the longest a task can run, or a slow page's message
+    # would be handed to a second worker while it runs.
     # Several pages per task (WORDCRAWL_PAGES_PER_TASK) are crawled side by side, within
     # the same limit.
     visibility_timeout = settings.task_time_limit * 3
@@ -45,7 +46,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_queues": [Queue(name) for name in QUEUES],
         "task_default_queue": CRAWL_QUEUE,
         "task_routes": {
-            "job_tasks.tasks.reconcile_pages": {"queue": HOUSEKEEPING_QUEUE},
             "job_tasks.schedules.*": {"queue": HOUSEKEEPING_QUEUE},
             "celery.backend_cleanup": {"queue": HOUSEKEEPING_QUEUE},
         },

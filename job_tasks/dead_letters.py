@@ -1,4 +1,4 @@
-"""Queue failed pages again (dead letters, contract section 8), keeping their history.
+"""Queue failed pages again (dead letters, README "Dead letters"), keeping their history.
 
 A page that ended `failed` after its retries is a dead letter: it stays in `pages` with its
 error, and every failed attempt it made is in `page_attempts` (store.record_attempt). A
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 ENDED_BY_PAGES = ("done", "failed")  # job statuses its pages decided, which a retry reopens
 
 # A page that failed before its attempts were recorded gets its last failure recorded now,
-# so that its history has it and the crash guard (tasks.crawl_page) counts from there.
+# so that its history has it and the crash guard (tasks._give_up_if_worn_out) counts from there.
 RECORD_LAST_FAILURE = text(
     "INSERT INTO page_attempts "
     "(page_id, attempt, outcome, error, message, http_status, worker, task_id, started_at,"

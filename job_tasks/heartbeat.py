@@ -79,6 +79,6 @@ class Heartbeat(bootsteps.StartStopStep):
 
 
 def _pool_name(worker) -> str:
-    """Name a worker's pool as `--pool` does: prefork, threads, solo, gevent."""
+    """Name a worker's pool as `--pool` does: prefork, threads, solo."""
     module = get_implementation(worker.pool_cls).__module__.rsplit(".", 1)[-1]
     return "threads" if module == "thread" else module

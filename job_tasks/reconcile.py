@@ -1,30 +1,36 @@
-"""Find pages whose task message was lost, and send them again: the job record is the truth.
+"""Find the pages that nobody is crawling any more, and send them again: the job record is
+the truth, not the broker.
 
 A page is `queued` or `running` in PostgreSQL as long as a task message for it should
 exist in Redis: waiting in a queue, or taken by a worker and not yet acknowledged (late
 acks keep it in Redis's "unacked" set until the task ends, retries with a countdown
-included). A message can still be lost: Redis restarted without its append-only file, or
-flushed. Every WORDCRAWL_RECONCILE_SECONDS each worker asks for a `reconcile_pages` run; the first
-to take a short Redis lock compares the open pages of open jobs with the task ids the
-broker holds, and enqueues again the pages nobody holds, with their own task ids.
+included). Two things break that, and the deployment's upkeep (upkeep.py) looks for both
+every WORDCRAWL_RECONCILE_SECONDS:
+- a worker dies (SIGKILL, power loss). Its messages stay unacknowledged in Redis until
+  the visibility timeout (minutes), so the pages it was running are taken back as soon
+  as the census (census.py) no longer counts it alive, and sent again under new task ids
+  (`pages_of_dead_workers`); when its old messages come back, they find another task id
+  on their pages and do nothing (store.CLAIM_PAGES). A worker that restarts under the
+  same name takes back what its previous run left running (`pages_left_by`).
+- a message is lost: Redis restarted without its append-only file, or was flushed. The
+  open pages of open jobs whose task ids the broker does not hold are sent again, with
+  their own task ids (`lost_pages`).
 
-Sending a page twice is harmless (store.py: a page is claimed and ended at most once), so
-the reconciler errs on the side of sending: a page is only left alone while young enough
-that its message may not have been written yet.
+Sending a page twice is harmless (store.py: a page is ended only by the run that claimed
+it last), so these err on the side of sending: a page is only left alone while young
+enough that its message may not have been written yet, or its worker not yet counted.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 
-from celery import bootsteps
-from sqlalchemy import and_, distinct, func, select, update
+from sqlalchemy import ColumnElement, Text, Uuid, and_, cast, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from .celeryconfig import HOUSEKEEPING_QUEUE
 from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page
-from .settings import get_settings
 from .store import NewPage, lock_job, release_pages
 
 log = logging.getLogger(__name__)
@@ -45,7 +51,7 @@ def lost_pages(
     is_old = last_change < func.now() - timedelta(seconds=grace_seconds)
     with sessions.begin() as session:
         rows = session.execute(
-            select(Page.id, Page.task_id, Job.status)
+            select(Page.id, Page.task_id, Page.url, Job.status)
             .join(Job, Job.id == Page.job_id)
             # Pages without a task id wait for their job's turn (fair sharing): no
             # message stands for them yet, by design.
@@ -59,7 +65,9 @@ def lost_pages(
                 .where(and_(Page.id.in_(ended_job), Page.status.in_(OPEN_PAGE_STATUSES)))
                 .values(status="skipped", finished_at=func.now())
             )
-    return [(row.id, row.task_id) for row in orphans if row.status in OPEN_JOB_STATUSES]
+    return [
+        NewPage(row.id, row.task_id, row.url) for row in orphans if row.status in OPEN_JOB_STATUSES
+    ]
 
 
 def starved_jobs(sessions: sessionmaker[Session], in_broker: int) -> list[NewPage]:
@@ -73,13 +81,14 @@ def starved_jobs(sessions: sessionmaker[Session], in_broker: int) -> list[NewPag
     with sessions.begin() as session:
         conn = session.connection()
         waiting = conn.execute(
-            select(distinct(Page.job_id))
+            select(Page.job_id)
             .join(Job, Job.id == Page.job_id)
             .where(
                 Page.status == "queued",
                 Page.task_id.is_(None),
                 Job.status.in_(OPEN_JOB_STATUSES),
             )
+            .distinct()
         ).scalars()
         for job_id in list(waiting):
             if lock_job(conn, job_id).status in OPEN_JOB_STATUSES:
@@ -87,29 +96,52 @@ def starved_jobs(sessions: sessionmaker[Session], in_broker: int) -> list[NewPag
     return to_send
 
 
-class ReconcileTimer(bootsteps.StartStopStep):
-    """A worker step: every WORDCRAWL_RECONCILE_SECONDS, ask for a reconcile_pages run."""
+def pages_of_dead_workers(
+    sessions: sessionmaker[Session], alive: set[str], grace_seconds: float
+) -> list[NewPage]:
+    """Take back the running pages of workers that are not `alive` (the census's node
+    names), to be sent again under new task ids; return them.
 
-    requires = ("celery.worker.components:Timer",)
+    A page started in the last `grace_seconds` is left alone: its worker may have started
+    so recently that the census has not counted it yet.
+    """
+    started_long_ago = Page.started_at < func.now() - timedelta(seconds=grace_seconds)
+    return _take_back(sessions, and_(Page.worker.not_in(alive), started_long_ago))
 
-    def __init__(self, worker, **kwargs) -> None:
-        self.entry = None
-        self.period = get_settings().reconcile_seconds
 
-    def start(self, worker) -> None:
-        # Only workers that take housekeeping tasks ask for them: a worker started for the
-        # crawl queue alone must not fill a queue nobody reads.
-        if HOUSEKEEPING_QUEUE in worker.app.amqp.queues.consume_from:
-            self.entry = worker.timer.call_repeatedly(self.period, self.request_run, (worker,))
+def pages_left_by(sessions: sessionmaker[Session], node: str) -> list[NewPage]:
+    """Take back the pages still running under a worker's name, to be sent again under
+    new task ids; return them. Called as a worker starts, before it takes any task: the
+    pages are its previous run's, killed before it could end them."""
+    return _take_back(sessions, Page.worker == node)
 
-    def stop(self, worker) -> None:
-        if self.entry is not None:
-            self.entry.cancel()
 
-    def request_run(self, worker) -> None:
-        # A message, not the work itself: the timer must never block on a database.
-        # It expires with the period, so a broker backlog does not pile up runs.
-        try:
-            worker.app.send_task("job_tasks.tasks.reconcile_pages", expires=self.period)
-        except Exception:  # the broker is away: the next tick asks again
-            log.warning("could not ask for a reconcile run", exc_info=True)
+def _take_back(sessions: sessionmaker[Session], which: ColumnElement[bool]) -> list[NewPage]:
+    """Put back to `queued`, under new task ids, the running pages `which` selects, of
+    open jobs; end those of ended jobs (cancelled meanwhile) `skipped`."""
+    # Pages that travelled together travel together again: each old task id becomes one
+    # new id, the md5 of it and of this call's salt, written as a uuid.
+    new_task_id = cast(cast(func.md5(Page.task_id + uuid.uuid4().hex), Uuid), Text)
+    running = and_(Page.status == "running", Page.task_id.is_not(None), which)
+    to_send: list[NewPage] = []
+    with sessions.begin() as session:
+        conn = session.connection()
+        jobs = conn.execute(select(Page.job_id).where(running).distinct()).scalars().all()
+        # Each job's row is locked before its pages', as everywhere (store.py), in the
+        # order of the jobs' ids, as finishers lock them.
+        for job_id in sorted(jobs):
+            pages = update(Page).where(Page.job_id == job_id, running)
+            if lock_job(conn, job_id).status not in OPEN_JOB_STATUSES:
+                conn.execute(pages.values(status="skipped", finished_at=func.now()))
+                continue
+            rows = conn.execute(
+                pages.values(
+                    status="queued",
+                    task_id=new_task_id,
+                    worker=None,
+                    started_at=None,
+                    queued_at=func.now(),
+                ).returning(Page.id, Page.task_id, Page.url)
+            )
+            to_send += [NewPage(*row) for row in rows]
+    return sorted(to_send)

@@ -139,7 +139,9 @@ def timing_of(schedule: Schedule) -> Timing:
     return Timing(schedule.every_minutes, schedule.cron)
 
 
-@app.task(name="job_tasks.schedules.start_due_runs")
+# Upkeep, not the students' work: no task events (Flower does not list it) and no result
+# row in celery_taskmeta.
+@app.task(name="job_tasks.schedules.start_due_runs", send_events=False, ignore_result=True)
 def start_due_runs() -> int:
     """Start the runs whose time has come (one per schedule and period); return how many."""
     settings = get_settings()

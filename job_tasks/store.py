@@ -1,11 +1,14 @@
 """Write a page's progress and counts to PostgreSQL: the last step a worker takes.
 
-Every write is safe to repeat, because Celery may deliver a task twice (late acks):
-- a page is claimed only while it is queued or running and its job is still open;
-- a page is ended only from `running`, so of two runs of one page only the first writes;
+Every write is safe to repeat, because Celery may deliver a task twice (late acks), and a
+page whose worker seems dead is sent again while that worker may only be paused:
+- a page is claimed only by the task its row names, while it is open and its job too;
+- each claim counts a start (`attempts`), the run's claim token: a page is ended (or
+  retried) only from `running` and only with the token of its last claim, so of two runs
+  of one page at most one writes, and a run that was overtaken writes nothing;
 - its words go in the same transaction as its `done` status, so a reader never sees half
   a page, and the word rows cannot be written twice.
-A counted page's links become new pages of its job (crawling, contract section 2) in that
+A counted page's links become new pages of its job (README, "How a crawl goes") in that
 same transaction, while the job's row is locked: the unique (job_id, url) row decides
 whether a URL is new, and the lock makes the count against max_pages exact. The same lock
 makes ending the job exact: when two workers finish the last two pages at once, exactly
@@ -33,6 +36,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sqlalchemy import (
     ARRAY,
@@ -54,17 +58,26 @@ from .errors import PageError
 from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page, PageAttempt
 from .settings import get_settings
 
-NewPage = tuple[int, str]  # (page id, task id) of a page to send to the workers
 
-# One statement locks the job's row of counted pages, ends the pages (only from `running`)
+class NewPage(NamedTuple):
+    """A page to send to the workers: its id, the task id it travels under, and its URL
+    (shown beside the task in Flower)."""
+
+    id: int
+    task_id: str
+    url: str
+
+
+# One statement locks the job's row of counted pages, ends the pages (only from `running`,
+# and only while their claim token is the one this run got: `attempts`, see CLAIM_PAGES)
 # and stores all their words. The pages' columns arrive as arrays, one element per page;
 # their words and counts as space-separated strings, with the page of each word in a third,
 # split into arrays and unnested into rows by PostgreSQL (a list of rows would be sent as
 # one INSERT per word; Python lists, quoted word by word as array literals, cost the
 # worker five times the CPU). A word never holds a space (words.py). `ended` lists the
-# pages this statement ended: a page that had ended already (a task delivered twice) is
-# not in it, and its words are not written (they are only ever written with the `done`
-# status, so they cannot conflict).
+# pages this statement ended: a page that had ended already (a task delivered twice), or
+# that another run has claimed since, is not in it, and its words are not written (they
+# are only ever written with the `done` status, so they cannot conflict).
 # Lock order: the job's row before any page row, as everywhere (claim, cancel, retry): the
 # pages' UPDATE needs `job` (EXISTS), so PostgreSQL takes the job's lock first. Taken the
 # other way round, a cancel (job, then its queued pages) and a worker ending a page that
@@ -77,15 +90,17 @@ FINISH_PAGES = text(
         SELECT * FROM unnest(
             CAST(:page_ids AS bigint[]), CAST(:http_statuses AS integer[]),
             CAST(:titles AS text[]), CAST(:word_counts AS integer[]),
-            CAST(:unique_words AS integer[]), CAST(:elapsed_ms AS integer[])
-        ) AS c(id, http_status, title, word_count, unique_words, elapsed_ms)
+            CAST(:unique_words AS integer[]), CAST(:elapsed_ms AS integer[]),
+            CAST(:attempts AS integer[])
+        ) AS c(id, http_status, title, word_count, unique_words, elapsed_ms, attempt)
     ), ended AS (
         UPDATE pages
         SET status = 'done', http_status = c.http_status, title = c.title,
             word_count = c.word_count, unique_words = c.unique_words, error = NULL,
             message = NULL, finished_at = now(), elapsed_ms = c.elapsed_ms
         FROM counted AS c
-        WHERE pages.id = c.id AND pages.status = 'running' AND EXISTS (SELECT FROM job)
+        WHERE pages.id = c.id AND pages.status = 'running' AND pages.attempts = c.attempt
+            AND EXISTS (SELECT FROM job)
         RETURNING pages.id
     ), words AS (
         INSERT INTO word_counts (page_id, word, count)
@@ -110,6 +125,40 @@ RECORD_ATTEMPT = text(
     "FROM pages WHERE id = :page_id "
     "ON CONFLICT DO NOTHING"
 )
+# A page that failed for now leaves its message and is sent again, under `new_task_id`,
+# to be tried later: only while this run's claim holds, and while the page has been
+# retried fewer than `max_tries` times since its last outcome (its history: `retried`
+# rows after its last `failed` one, which a page queued again by hand starts afresh
+# from). The attempt is recorded with the task it ran under (`old`, read before the
+# UPDATE: every part of one statement sees the rows as they were when it began).
+# `retried` says whether the page was moved; `tries`, how many retries it had before.
+RETRY_PAGE = text(
+    """
+    WITH tries AS (
+        SELECT count(*) AS n FROM page_attempts
+        WHERE page_id = :page_id AND outcome = 'retried' AND attempt > (
+            SELECT coalesce(max(attempt), 0) FROM page_attempts
+            WHERE page_id = :page_id AND outcome = 'failed'
+        )
+    ), old AS (
+        SELECT worker, task_id, started_at FROM pages WHERE id = :page_id
+    ), moved AS (
+        UPDATE pages SET task_id = :new_task_id
+        WHERE id = :page_id AND status = 'running' AND attempts = :attempt
+            AND (SELECT n FROM tries) < :max_tries
+        RETURNING id
+    ), recorded AS (
+        INSERT INTO page_attempts
+            (page_id, attempt, outcome, error, message, http_status, worker, task_id,
+             started_at, finished_at)
+        SELECT moved.id, :attempt, 'retried', :error, :message, :http_status, old.worker,
+            old.task_id, old.started_at, now()
+        FROM moved, old
+        ON CONFLICT DO NOTHING
+    )
+    SELECT EXISTS (SELECT FROM moved) AS retried, (SELECT n FROM tries) AS tries
+    """
+)
 
 
 # The statements a worker runs for every page are built once, here, with named parameters
@@ -126,11 +175,20 @@ START_JOB = (
     .where(Job.status == "queued")
     .values(status="running", started_at=func.now())
 )
-# A page is claimed only while it is open and its job is open (not cancelled).
+# A page is claimed only by the task its row names (a page sent again gets a new task id,
+# so the message it had before finds nothing to do), while the page and its job are open
+# (not ended, not cancelled). A running page may be claimed again by that same task: its
+# message came back because the process running it died (task_reject_on_worker_lost), or
+# Celery sent it again after PostgreSQL or Redis was away for a moment.
+# The claim counts a start (`attempts`), and that number is the run's claim token: every
+# write that ends or retries the page checks it (FINISH_PAGES, FAIL_PAGE, RETRY_PAGE), so
+# a run whose page was given to another run since (its worker seemed dead: stopped,
+# cut off) writes nothing, and only the run that claimed the page last can end it.
 CLAIM_PAGES = (
     update(Page)
     .where(
         Page.id == any_(PAGE_IDS),
+        Page.task_id == bindparam("task"),  # ("task_id" is the column's own name)
         Page.status.in_(OPEN_PAGE_STATUSES),
         select(Job.id).where(Job.id == Page.job_id, Job.status.in_(OPEN_JOB_STATUSES)).exists(),
     )
@@ -139,14 +197,18 @@ CLAIM_PAGES = (
         started_at=func.now(),
         attempts=Page.attempts + 1,
         worker=bindparam("worker"),
-        task_id=bindparam("task_id"),
     )
     .returning(Page.id, Page.job_id, Page.url, Page.depth, Page.attempts)
 )
-# A page that could not be counted ends as failed (only from `running`, as FINISH_PAGES).
+# A page that could not be counted ends as failed (only from `running`, and only by the run
+# that claimed it, as FINISH_PAGES).
 FAIL_PAGE = (
     update(Page)
-    .where(Page.id == bindparam("page_id"), Page.status == "running")
+    .where(
+        Page.id == bindparam("page_id"),
+        Page.status == "running",
+        Page.attempts == bindparam("attempt"),
+    )
     .values(
         status="failed",
         http_status=bindparam("http_status"),
@@ -190,7 +252,7 @@ RELEASE_PAGES = text(
     SET task_id = (CAST(:task_ids AS text[]))[next.n], queued_at = now()
     FROM next
     WHERE pages.id = next.id
-    RETURNING pages.id, pages.task_id
+    RETURNING pages.id, pages.task_id, pages.url
     """
 )
 LOCK_JOB = (
@@ -208,7 +270,7 @@ class ClaimedPage:
     job_id: uuid.UUID
     url: str
     depth: int
-    attempts: int
+    attempts: int  # its starts, this one included: this run's claim token (CLAIM_PAGES)
 
 
 @dataclass(frozen=True)
@@ -230,16 +292,17 @@ def claim_pages(
     engine: Engine, page_ids: Sequence[int], worker: str, task_id: str
 ) -> list[ClaimedPage]:
     """Mark pages running (and their job, if these are its first), in one transaction;
-    return those to run, in the order given.
+    return those this task (`task_id`) may run, in the order given.
 
-    A page that already ended, or whose job was cancelled, is not run again.
+    A page that already ended, whose job was cancelled, or that was sent again under
+    another task id, is not run.
     """
     with engine.begin() as conn:
         # The job row is locked before the page rows, in the same order as a cancel, so a
         # claim and a cancel of the same job can never wait for each other.
         conn.execute(START_JOB, {"page_ids": page_ids})
         rows = conn.execute(
-            CLAIM_PAGES, {"page_ids": page_ids, "worker": worker, "task_id": task_id}
+            CLAIM_PAGES, {"page_ids": page_ids, "worker": worker, "task": task_id}
         ).all()
     claimed = {row.id: ClaimedPage(*row) for row in rows}
     return [claimed[page_id] for page_id in page_ids if page_id in claimed]
@@ -247,15 +310,17 @@ def claim_pages(
 
 def finish_pages(
     engine: Engine, counted: Sequence[tuple[ClaimedPage, CountedPage]], in_broker: int
-) -> list[NewPage]:
+) -> tuple[set[int], list[NewPage]]:
     """Store counted pages, their words and the pages they lead to, in one transaction.
 
-    Returns the pages to send to the broker now (after the commit, so a worker taking one
-    finds its row). A page that had already ended (a task delivered twice) is left as it is.
+    Returns the ids of the pages stored, and the pages to send to the broker now (after
+    the commit, so a worker taking one finds its row). A page that had already ended (a
+    task delivered twice), or that another run has claimed since, is left as it is.
     """
+    ended: set[int] = set()
     to_send: list[NewPage] = []
     if not counted:
-        return to_send
+        return ended, to_send
     with engine.begin() as conn:
         # The pages of one message are of one job; any others take their turn, in the
         # order of their jobs' ids, so two finishers lock the jobs in the same order.
@@ -263,8 +328,10 @@ def finish_pages(
         for page, result in counted:
             by_job.setdefault(page.job_id, []).append((page, result))
         for job_id in sorted(by_job):
-            to_send += _finish_pages_of_job(conn, job_id, by_job[job_id], in_broker)
-    return to_send
+            stored, sent = _finish_pages_of_job(conn, job_id, by_job[job_id], in_broker)
+            ended |= stored
+            to_send += sent
+    return ended, to_send
 
 
 def _finish_pages_of_job(
@@ -272,8 +339,9 @@ def _finish_pages_of_job(
     job_id: uuid.UUID,
     counted: list[tuple[ClaimedPage, CountedPage]],
     in_broker: int,
-) -> list[NewPage]:
-    """Store counted pages of one job (finish_pages); return the pages to send."""
+) -> tuple[set[int], list[NewPage]]:
+    """Store counted pages of one job (finish_pages); return those stored and the pages
+    to send."""
     results = [result for _, result in counted]
     job = conn.execute(
         FINISH_PAGES,
@@ -285,6 +353,7 @@ def _finish_pages_of_job(
             "word_counts": [result.word_count for result in results],
             "unique_words": [len(result.counts) for result in results],
             "elapsed_ms": [result.elapsed_ms for result in results],
+            "attempts": [page.attempts for page, _ in counted],
             "word_pages": " ".join(str(page.id) for page, result in counted for _ in result.counts),
             "words": " ".join(word for result in results for word in result.counts),
             "counts": " ".join(str(n) for result in results for n in result.counts.values()),
@@ -292,7 +361,7 @@ def _finish_pages_of_job(
     ).one()
     ended = set(job.ended)
     if not ended or job.status not in OPEN_JOB_STATUSES:
-        return []
+        return ended, []
     # The links of pages of one depth lead to pages of the next, found in page order.
     links_by_depth: dict[int, list[str]] = {}
     for page, result in counted:
@@ -300,7 +369,7 @@ def _finish_pages_of_job(
             links_by_depth.setdefault(page.depth, []).extend(result.links)
     for depth in sorted(links_by_depth):
         _add_pages(conn, job, links_by_depth[depth], depth + 1)
-    return _page_ended(conn, job, in_broker)
+    return ended, _page_ended(conn, job, in_broker)
 
 
 def fail_page(
@@ -311,13 +380,14 @@ def fail_page(
     in_broker: int,
 ) -> list[NewPage] | None:
     """Store why a page could not be counted; return the pages to send now in its place,
-    or None if it had already ended."""
+    or None if it had already ended or another run has claimed it since."""
     with engine.begin() as conn:
         job = lock_job(conn, page.job_id)  # the job's row first, as everywhere (FINISH_PAGES)
         ended = conn.execute(
             FAIL_PAGE,
             {
                 "page_id": page.id,
+                "attempt": page.attempts,
                 "http_status": error.http_status,
                 "error": error.code,
                 "message": error.message,
@@ -362,19 +432,29 @@ def record_attempt(conn: Connection, page: ClaimedPage, error: PageError, outcom
     )
 
 
-def record_retry(
-    engine: Engine, page: ClaimedPage, error: PageError, new_task_id: str | None = None
-) -> None:
-    """Record an attempt that failed for now and that Celery will try again (a timeout, a
-    503...), while the page is still running: the history of a transient failure.
+def retry_page(
+    engine: Engine, page: ClaimedPage, error: PageError, new_task_id: str, max_tries: int
+) -> tuple[bool, int]:
+    """Record an attempt that failed for now (a timeout, a 503...) and give the page the
+    task id it is sent again under, if it has been retried fewer than `max_tries` times
+    and this run's claim holds (RETRY_PAGE). The page stays `running` meanwhile.
 
-    `new_task_id`: the page leaves the group of pages it was sent with, and is tried again
-    as a task of its own with this id (tasks.crawl_pages), which its row now carries.
+    Returns whether it was, and how many times it had been retried before.
     """
     with engine.begin() as conn:
-        record_attempt(conn, page, error, "retried")
-        if new_task_id is not None:
-            conn.execute(update(Page).where(Page.id == page.id).values(task_id=new_task_id))
+        row = conn.execute(
+            RETRY_PAGE,
+            {
+                "page_id": page.id,
+                "attempt": page.attempts,
+                "new_task_id": new_task_id,
+                "max_tries": max_tries,
+                "error": error.code,
+                "message": error.message,
+                "http_status": error.http_status,
+            },
+        ).one()
+    return row.retried, row.tries
 
 
 def starts_without_outcome(engine: Engine, page: ClaimedPage) -> int:
@@ -424,7 +504,7 @@ def release_pages(
         RELEASE_PAGES,
         {"job_id": job_id, "room": room, "task_ids": task_ids_for(room, per_task)},
     ).all()
-    return sorted((row.id, row.task_id) for row in rows)
+    return sorted(NewPage(row.id, row.task_id, row.url) for row in rows)
 
 
 def pages_per_message(in_broker: int) -> int:

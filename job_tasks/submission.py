@@ -38,7 +38,7 @@ INSERT_JOB = text(
     SELECT :job_id, url, 0, 'queued', (CAST(:task_ids AS text[]))[position]
     FROM unnest(CAST(:urls AS text[])) WITH ORDINALITY AS seed (url, position)
     ORDER BY position
-    RETURNING id, task_id
+    RETURNING id, task_id, url
     """
 )
 
@@ -103,7 +103,9 @@ def write_job(
             "task_ids": task_ids_for(min(len(job.urls), in_broker), pages_per_message(in_broker)),
         },
     )
-    return job_id, sorted((row.id, row.task_id) for row in rows if row.task_id is not None)
+    return job_id, sorted(
+        NewPage(row.id, row.task_id, row.url) for row in rows if row.task_id is not None
+    )
 
 
 def forget_job(sessions: sessionmaker[Session], job_id: uuid.UUID) -> None:

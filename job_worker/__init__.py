@@ -1,6 +1,6 @@
 """How a worker is started: the `celery worker` command line, shared by every launcher.
 
-Workers take `crawl_page` tasks from Redis and write results to PostgreSQL. They need only
+Workers take `crawl_pages` tasks from Redis and write results to PostgreSQL. They need only
 this package, `job_tasks`, and two environment variables (CELERY_BROKER_URL, DATABASE_URL).
 `wordcrawl worker`, `wordcrawl up` and the tests build the command here; the Dockerfile
 beside this file runs the same command.

@@ -116,9 +116,9 @@ def test_queue_length_is_reported_per_queue(client, workers):
         # A worker's BRPOP sent before the cancel may still take one message each (seen
         # in CI: 2 of 3 left), so send two more than the 3 the assertion below needs.
         for _ in range(3 + len(workers.processes)):
-            app.send_task("job_tasks.tasks.reconcile_pages", queue=HOUSEKEEPING_QUEUE)
-        # The workers' own reconcile timers may add messages meanwhile: the queue only
-        # grows while nobody consumes it, so the scrape lies between two direct reads.
+            app.send_task("job_tasks.schedules.start_due_runs", queue=HOUSEKEEPING_QUEUE)
+        # The queue only grows while nobody consumes it, so the scrape lies between two
+        # direct reads.
         before = queue_length(app, [HOUSEKEEPING_QUEUE])
         samples = scrape(client)
         after = queue_length(app, [HOUSEKEEPING_QUEUE])

@@ -158,7 +158,7 @@ def test_a_page_that_fails_for_now_leaves_its_group_and_is_retried_alone(
     (task,) = sql(
         "SELECT name, status FROM celery_taskmeta WHERE task_id = :id", id=pages[flaky]["task_id"]
     )
-    assert (task.name, task.status) == ("job_tasks.tasks.crawl_page", "SUCCESS")
+    assert (task.name, task.status) == ("job_tasks.tasks.crawl_pages", "SUCCESS")
     history = sql(
         "SELECT a.outcome, a.error, a.http_status FROM page_attempts a "
         "JOIN pages p ON p.id = a.page_id WHERE p.job_id = :job AND p.url = :url",
@@ -178,7 +178,7 @@ def test_a_page_sent_alone_is_retried_by_its_own_task(client, grouping_worker, f
     (task,) = sql(
         "SELECT name, status FROM celery_taskmeta WHERE task_id = :id", id=page["task_id"]
     )
-    assert (task.name, task.status) == ("job_tasks.tasks.crawl_page", "SUCCESS")
+    assert (task.name, task.status) == ("job_tasks.tasks.crawl_pages", "SUCCESS")
     attempts = sql(
         "SELECT a.outcome, a.http_status, p.attempts FROM page_attempts a "
         "JOIN pages p ON p.id = a.page_id WHERE p.job_id = :job",

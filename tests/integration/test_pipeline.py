@@ -8,6 +8,7 @@ from collections import Counter
 from processes import node_name
 
 from job_tasks import app
+from job_tasks.store import NewPage
 from job_tasks.tasks import enqueue_pages
 
 
@@ -80,7 +81,7 @@ def test_both_workers_take_part_and_celery_records_who_ran_what(crawl, fixture_s
     for page_worker, _task_id, state, task_worker, task_name in rows:
         assert state == "SUCCESS"
         assert task_worker == page_worker
-        assert task_name == "job_tasks.tasks.crawl_page"
+        assert task_name == "job_tasks.tasks.crawl_pages"
 
 
 def test_the_api_shows_pages_and_top_words(crawl, client, fixture_site):
@@ -124,11 +125,11 @@ def test_a_page_sent_again_after_it_ended_is_not_counted_twice(crawl, fixture_si
     hits = fixture_site.hits["/ok"]
 
     duplicate = str(uuid.uuid4())  # a second message for the same page, as a redelivery makes
-    enqueue_pages([(page_id, duplicate)])
-    result = app.AsyncResult(duplicate).get(timeout=20)
+    enqueue_pages([NewPage(page_id, duplicate, fixture_site.url("/ok"))])
+    (result,) = app.AsyncResult(duplicate).get(timeout=20)
     app.AsyncResult(duplicate).forget()  # its row in celery_taskmeta belongs to no page
 
-    assert "not run" in result["status"]
+    assert result["status"] == "not run"
     assert (
         sql("SELECT count(*), sum(count) FROM word_counts WHERE page_id = :id", id=page_id)
         == before

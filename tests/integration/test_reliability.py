@@ -79,7 +79,7 @@ def test_the_reconciler_sees_every_message_of_a_long_queue(services):
         with app.producer_or_acquire() as producer:
             for task_id in sent:
                 app.send_task(
-                    "job_tasks.tasks.reconcile_pages",
+                    "job_tasks.tasks.crawl_pages",
                     queue=queue,
                     task_id=task_id,
                     producer=producer,

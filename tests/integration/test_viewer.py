@@ -23,7 +23,7 @@ from processes import node_name, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from job_manager.services import free_port
-from job_tasks.tasks import crawl_page
+from job_tasks.tasks import crawl_pages
 from job_viewer import flower_command
 
 AUTH = ("user", "pass")
@@ -170,7 +170,7 @@ def test_flower_shows_which_worker_ran_each_task_of_a_crawl(flower, crawl, clien
     for task_id, worker in ran_by.items():
         assert tasks[task_id]["worker"] == worker
         assert tasks[task_id]["worker"] in wanted
-        assert tasks[task_id]["name"] == crawl_page.name
+        assert tasks[task_id]["name"] == crawl_pages.name
 
 
 def test_flower_refuses_to_start_without_a_password(services, tmp_path):
