@@ -8,6 +8,7 @@ Used by the reconciler (reconcile.py) and the manager's dashboard.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 from celery import Celery
@@ -43,6 +44,24 @@ def broker_task_ids(app: Celery, queues: list[str]) -> set[str]:
         for raw in client.hvals(channel.unacked_key):
             message, _exchange, _routing_key = json.loads(raw)
             ids.add(_task_id(message))
+    ids.discard(None)
+    return ids
+
+
+def task_ids_taken_before(app: Celery, seconds: float) -> set[str]:
+    """Return the ids of the task messages that a worker took more than `seconds` ago and
+    has not acknowledged: running pages, retries waiting for their countdown, and those
+    a dead worker took (kombu notes when each was taken, on the taker's clock)."""
+    with app.connection_for_write() as connection:
+        channel: Channel = connection.default_channel
+        client = channel.client
+        tags = client.zrangebyscore(channel.unacked_index_key, "-inf", time.time() - seconds)
+        ids = set()
+        for start in range(0, len(tags), CHUNK):
+            for raw in client.hmget(channel.unacked_key, tags[start : start + CHUNK]):
+                if raw is not None:  # acknowledged meanwhile
+                    message, _exchange, _routing_key = json.loads(raw)
+                    ids.add(_task_id(message))
     ids.discard(None)
     return ids
 

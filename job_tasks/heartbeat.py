@@ -1,7 +1,8 @@
 """A worker's heartbeat: report to the census (census.py) every few seconds that it lives.
 
 A worker step (a Celery bootstep) starts a thread of its own in the worker's main process
-when the worker starts, and takes the worker out of the census when it stops on purpose.
+when the worker starts, and takes the worker out of the census when it stops on purpose,
+once its last tasks have ended.
 The thread only talks to Redis, never to the worker's event loop, so a busy worker (a
 long page, a full pool) still reports on time; a worker killed or paused stops reporting,
 and the census forgets it after WORDCRAWL_RECONCILE_SECONDS.
@@ -18,6 +19,7 @@ from typing import Any
 import redis
 from celery import bootsteps
 from celery.concurrency import get_implementation
+from celery.signals import worker_shutdown
 
 from .census import Census
 from .settings import Settings, get_settings
@@ -58,8 +60,13 @@ class Heartbeat(bootsteps.StartStopStep):
         }
         self.thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
         self.thread.start()
+        # Leave the census once the worker's tasks have ended (worker_shutdown comes after
+        # its pool has stopped), not when this step stops: steps stop in no fixed order,
+        # and a worker finishing its pages on a warm shutdown is alive until it is done,
+        # or the upkeep would send those pages again meanwhile (upkeep.py).
+        worker_shutdown.connect(self._leave, sender=worker, weak=False)
 
-    def stop(self, worker) -> None:
+    def _leave(self, **_: object) -> None:
         self.stopped.set()
         if self.thread is not None:
             self.thread.join(timeout=5)

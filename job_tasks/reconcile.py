@@ -8,10 +8,11 @@ included). Two things break that, and the deployment's upkeep (upkeep.py) looks 
 every WORDCRAWL_RECONCILE_SECONDS:
 - a worker dies (SIGKILL, power loss). Its messages stay unacknowledged in Redis until
   the visibility timeout (minutes), so the pages it was running are taken back as soon
-  as the census (census.py) no longer counts it alive, and sent again under new task ids
-  (`pages_of_dead_workers`); when its old messages come back, they find another task id
-  on their pages and do nothing (store.CLAIM_PAGES). A worker that restarts under the
-  same name takes back what its previous run left running (`pages_left_by`).
+  as the census (census.py) no longer counts it alive, with those it had taken and not
+  yet started, and sent again under new task ids (`pages_of_dead_workers`); when its old
+  messages come back, they find another task id on their pages and do nothing
+  (store.CLAIM_PAGES). A worker that restarts under the same name takes back what its
+  previous run left running (`pages_left_by`).
 - a message is lost: Redis restarted without its append-only file, or was flushed. The
   open pages of open jobs whose task ids the broker does not hold are sent again, with
   their own task ids (`lost_pages`).
@@ -27,7 +28,7 @@ import logging
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, Text, Uuid, and_, cast, func, select, update
+from sqlalchemy import ColumnElement, Text, Uuid, and_, cast, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page
@@ -97,40 +98,51 @@ def starved_jobs(sessions: sessionmaker[Session], in_broker: int) -> list[NewPag
 
 
 def pages_of_dead_workers(
-    sessions: sessionmaker[Session], alive: set[str], grace_seconds: float
+    sessions: sessionmaker[Session],
+    alive: set[str] | None,
+    taken_long_ago: set[str],
+    grace_seconds: float,
 ) -> list[NewPage]:
-    """Take back the running pages of workers that are not `alive` (the census's node
-    names), to be sent again under new task ids; return them.
+    """Take back the pages of workers that died, to be sent again under new task ids;
+    return them.
 
-    A page started in the last `grace_seconds` is left alone: its worker may have started
-    so recently that the census has not counted it yet.
+    Those are the running pages of workers not `alive` (the census's node names; None:
+    the census cannot be trusted now, judge nobody by it), and the queued pages whose
+    messages a worker took long ago without starting them (`taken_long_ago`, task ids;
+    a live worker starts what it takes at once). A page started or queued in the last
+    `grace_seconds` is left alone: its worker may be so new that the census has not
+    counted it yet.
     """
-    started_long_ago = Page.started_at < func.now() - timedelta(seconds=grace_seconds)
-    return _take_back(sessions, and_(Page.worker.not_in(alive), started_long_ago))
+    cutoff = func.now() - timedelta(seconds=grace_seconds)
+    taken = and_(Page.status == "queued", Page.task_id.in_(taken_long_ago), Page.queued_at < cutoff)
+    if alive is None:
+        return _take_back(sessions, taken)
+    running = and_(Page.status == "running", Page.worker.not_in(alive), Page.started_at < cutoff)
+    return _take_back(sessions, or_(running, taken))
 
 
 def pages_left_by(sessions: sessionmaker[Session], node: str) -> list[NewPage]:
     """Take back the pages still running under a worker's name, to be sent again under
     new task ids; return them. Called as a worker starts, before it takes any task: the
     pages are its previous run's, killed before it could end them."""
-    return _take_back(sessions, Page.worker == node)
+    return _take_back(sessions, and_(Page.status == "running", Page.worker == node))
 
 
 def _take_back(sessions: sessionmaker[Session], which: ColumnElement[bool]) -> list[NewPage]:
-    """Put back to `queued`, under new task ids, the running pages `which` selects, of
-    open jobs; end those of ended jobs (cancelled meanwhile) `skipped`."""
+    """Put back to `queued`, under new task ids, the open pages `which` selects, of open
+    jobs; end those of ended jobs (cancelled meanwhile) `skipped`."""
     # Pages that travelled together travel together again: each old task id becomes one
     # new id, the md5 of it and of this call's salt, written as a uuid.
     new_task_id = cast(cast(func.md5(Page.task_id + uuid.uuid4().hex), Uuid), Text)
-    running = and_(Page.status == "running", Page.task_id.is_not(None), which)
+    taken = and_(Page.task_id.is_not(None), which)
     to_send: list[NewPage] = []
     with sessions.begin() as session:
         conn = session.connection()
-        jobs = conn.execute(select(Page.job_id).where(running).distinct()).scalars().all()
+        jobs = conn.execute(select(Page.job_id).where(taken).distinct()).scalars().all()
         # Each job's row is locked before its pages', as everywhere (store.py), in the
         # order of the jobs' ids, as finishers lock them.
         for job_id in sorted(jobs):
-            pages = update(Page).where(Page.job_id == job_id, running)
+            pages = update(Page).where(Page.job_id == job_id, taken)
             if lock_job(conn, job_id).status not in OPEN_JOB_STATUSES:
                 conn.execute(pages.values(status="skipped", finished_at=func.now()))
                 continue

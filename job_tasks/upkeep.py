@@ -26,7 +26,7 @@ import redis
 from celery import Celery, bootsteps
 from sqlalchemy.exc import SQLAlchemyError
 
-from .broker import broker_task_ids
+from .broker import broker_task_ids, task_ids_taken_before
 from .celeryconfig import HOUSEKEEPING_QUEUE
 from .census import Census
 from .db import get_sessionmaker
@@ -59,10 +59,13 @@ def run_upkeep(app: Celery, settings: Settings, census: Census, node: str) -> di
     jobs with room; return how many of each."""
     sessions = get_sessionmaker(settings.database_url)
     grace = settings.reconcile_seconds
-    alive = set(census.alive())
+    alive: set[str] | None = set(census.alive())
     # This worker reports to the census too: if it is missing, the census cannot be
-    # trusted now (Redis lost it, or this worker could not report), so judge nobody dead.
-    dead = pages_of_dead_workers(sessions, alive, grace) if node in alive else []
+    # trusted now (Redis lost it, or this worker could not report), so judge nobody by it.
+    if node not in alive:
+        alive = None
+    taken = task_ids_taken_before(app, grace)
+    dead = pages_of_dead_workers(sessions, alive, taken, grace)
     if dead:
         log.warning("sending again %d pages whose workers died", len(dead))
         enqueue_pages(dead)
