@@ -277,9 +277,15 @@ def enqueue_pages(pages: Iterable[NewPage]) -> None:
 
 def _send(pages: list[NewPage], task_id: str, **options: Any) -> None:
     """Send one crawl_pages message; Flower shows its pages' ids and URLs as its arguments."""
+    crawl_pages.apply_async(
+        args=[[page.id for page in pages]], task_id=task_id, argsrepr=args_shown(pages), **options
+    )
+
+
+def args_shown(pages: list[NewPage]) -> str:
+    """Say what a crawl_pages message carries, for Flower: its argument (the page ids) and
+    the pages' URLs, in at most SHOWN_ARGS_CHARS characters."""
     shown = f"[{[page.id for page in pages]}] {' '.join(page.url for page in pages)}"
     if len(shown) > SHOWN_ARGS_CHARS:
         shown = shown[: SHOWN_ARGS_CHARS - 1] + "…"
-    crawl_pages.apply_async(
-        args=[[page.id for page in pages]], task_id=task_id, argsrepr=shown, **options
-    )
+    return shown

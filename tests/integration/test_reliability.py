@@ -1,12 +1,14 @@
 """The job record is the truth, not the broker: pages whose messages are lost still run.
 
-The workers of these tests look for lost messages every 2 seconds
+The workers of these tests run the upkeep that looks for lost messages every 2 seconds
 (WORDCRAWL_RECONCILE_SECONDS); by default it is every 30.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections import Counter
 
 import redis
 from conftest import (
@@ -16,11 +18,13 @@ from conftest import (
     wait_for_job,
 )
 from processes import wait_for
+from sqlalchemy import text
 
 import job_tasks
 from job_tasks.broker import CHUNK, broker_task_ids
-from job_tasks.db import get_sessionmaker
+from job_tasks.db import get_engine, get_sessionmaker
 from job_tasks.submission import JobRequest, record_job
+from job_tasks.tasks import crawl_pages
 
 
 def test_pages_recorded_but_never_sent_are_found_and_crawled(
@@ -66,6 +70,44 @@ def test_a_page_whose_worker_died_at_every_start_fails_instead_of_looping(
 
     assert job["status"] == "done"
     assert_gave_up_on_the_first_page(sql, job["id"], urls)
+
+
+def test_starts_ended_by_an_outage_do_not_wear_a_page_out(client, workers, services, sql):
+    # A page started three times already, by a message that Celery sent again three times
+    # because PostgreSQL or Redis was away (its `retries`): those starts say nothing
+    # about the page, so it is crawled, not given up as worn out.
+    urls = [f"http://127.0.0.1:1/never-fetched-{uuid.uuid4().hex}"]
+    request = JobRequest(urls, depth=0, max_pages=1)
+    job_id, ((page_id, task_id, _url),) = record_job(
+        get_sessionmaker(services.database_url), request, in_broker=16
+    )
+    with get_engine(services.database_url).begin() as conn:
+        conn.execute(text("UPDATE pages SET attempts = 3 WHERE id = :id"), {"id": page_id})
+
+    crawl_pages.apply_async(args=[[page_id]], task_id=task_id, retries=3)
+    job = wait_for_job(client, str(job_id), timeout=30)
+
+    (page,) = sql("SELECT error, message, attempts FROM pages WHERE id = :id", id=page_id)
+    assert job["status"] == "failed"  # port 1 of this machine: nothing listens there
+    assert (page.error, page.attempts) == ("blocked_address", 4), page.message
+
+
+def test_the_upkeep_runs_once_a_period_for_the_whole_deployment(workers):
+    # Both session workers take part; each period (on Redis's clock), one of them runs it.
+    def runs() -> Counter[int]:
+        found: Counter[int] = Counter()
+        for name in ("w1", "w2"):
+            log = workers.log_path(name).read_text(errors="replace")
+            found.update(int(n) for n in re.findall(r"upkeep of period (\d+):", log))
+        return found
+
+    first = max(runs())
+    wait_for(lambda: max(runs()) >= first + 5, 30, "the upkeep stopped running")
+
+    window = range(first + 1, first + 5)
+    seen = runs()
+    assert all(seen[n] <= 1 for n in window), seen  # never twice in a period
+    assert sum(seen[n] for n in window) >= 3, seen  # and (nearly) every period
 
 
 def test_the_reconciler_sees_every_message_of_a_long_queue(services):

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from job_manager.services import free_port
 from job_tasks.tasks import crawl_pages
 from job_viewer import flower_command
+from job_worker import beat_command
 
 AUTH = ("user", "pass")
 START_TIMEOUT = 60.0
@@ -171,6 +172,61 @@ def test_flower_shows_which_worker_ran_each_task_of_a_crawl(flower, crawl, clien
         assert tasks[task_id]["worker"] == worker
         assert tasks[task_id]["worker"] in wanted
         assert tasks[task_id]["name"] == crawl_pages.name
+
+
+@pytest.fixture(scope="module")
+def beat(services, workers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """`wordcrawl beat`'s command, ticking every second at the session's workers; yields
+    its log's path."""
+    folder = tmp_path_factory.mktemp("beat")
+    log_path = folder / "beat.log"
+    env = {**os.environ, **services.env, "WORDCRAWL_SCHEDULE_TICK_SECONDS": "1"}
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            beat_command(),
+            env={**env, "PYTHONUNBUFFERED": "1"},
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        yield log_path
+    finally:
+        stop_process(process)
+
+
+def test_flower_shows_the_crawl_not_the_upkeep(flower, beat, crawl, demo_site, workers, sql):
+    # Beat ticks every second and the workers run their upkeep every 2 s: neither is the
+    # students' work, and neither may push the crawl's tasks off Flower's list.
+    def count(text: str) -> int:
+        logs = [workers.log_path(name).read_text(errors="replace") for name in ("w1", "w2")]
+        return sum(log.count(text) for log in logs)
+
+    wait_for(lambda: count("start_due_runs[") > 0, 30, f"no tick reached the workers ({beat})")
+    ticks, upkeeps = count("start_due_runs["), count("upkeep of period")
+    job = crawl([demo_site.url + f"page/{n}" for n in (7, 8, 9)])
+    wait_for(
+        lambda: count("start_due_runs[") >= ticks + 3 and count("upkeep of period") >= upkeeps + 2,
+        30,
+        "the ticks or the upkeep stopped",
+    )
+    crawled = {
+        row.task_id for row in sql("SELECT task_id FROM pages WHERE job_id = :j", j=job["id"])
+    }
+
+    def listed() -> dict | None:
+        tasks = flower.get("/api/tasks").json()
+        return tasks if crawled <= set(tasks) else None
+
+    tasks = wait_for(listed, 30, "Flower did not list the crawl's tasks", interval=0.5)
+    # Every task Flower ever saw here is a crawl task, its page's URL shown beside it.
+    assert {task["name"] for task in tasks.values()} == {crawl_pages.name}
+    assert all(demo_site.url in tasks[task_id]["args"] for task_id in crawled)
+    # Nor do the ticks leave rows in celery_taskmeta (notebook 3 reads it).
+    kept = sql("SELECT count(*) FROM celery_taskmeta WHERE name LIKE 'job_tasks.schedules.%'")
+    assert kept[0][0] == 0
 
 
 def test_flower_refuses_to_start_without_a_password(services, tmp_path):
