@@ -135,12 +135,13 @@ def _count_side_by_side(
         concurrent.futures.wait(futures, timeout=limit)
     except SoftTimeLimitExceeded:
         why = "the task's time limit passed before the page was fetched and counted"
-    if not all(future.done() for future in futures):
-        drop_fetch_threads()  # a busy thread must not hold up the next task's pages
-    return [
+    outcomes = [
         future.result() if future.done() else _Failure(Timeout(why), _ms_since(started), True)
         for future in futures
     ]
+    if not all(future.done() for future in futures):
+        drop_fetch_threads()  # a busy thread must not hold up the next task's pages
+    return outcomes
 
 
 def _count_in_thread(page: store.ClaimedPage) -> store.CountedPage | _Failure:

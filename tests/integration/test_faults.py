@@ -195,6 +195,13 @@ def test_a_killed_workers_pages_run_again_within_two_reconcile_periods(
     assert {(row.worker, row.attempts) for row in pages_of(stack, job_id, killed)} == {
         (node_name("w2"), 2)
     }
+    # w2 kept reporting while it crawled: none of its own pages was run twice.
+    others = stack.sql(
+        "SELECT max(attempts) FROM pages WHERE job_id = :job AND url <> ALL(:urls)",
+        job=job_id,
+        urls=killed,
+    )
+    assert others[0][0] == 1
 
 
 @pytest.mark.parametrize("per_task", SHAPES)

@@ -92,6 +92,16 @@ def test_starts_ended_by_an_outage_do_not_wear_a_page_out(client, workers, servi
     assert (page.error, page.attempts) == ("blocked_address", 4), page.message
 
 
+def test_a_slow_page_is_never_run_twice_while_its_worker_lives(client, workers, fixture_site, sql):
+    # A byte every 0.3 s until the page's deadline (5 s here): more than two periods of
+    # the census (2 s), on a worker that goes on reporting that it lives.
+    url = fixture_site.url(f"/drip-body?slow={uuid.uuid4().hex}")
+    job = wait_for_job(client, submit_job(client, [url]), timeout=30)
+
+    (page,) = sql("SELECT status, error, attempts FROM pages WHERE job_id = :j", j=job["id"])
+    assert (page.status, page.error, page.attempts) == ("failed", "timeout", 1)
+
+
 def test_the_upkeep_runs_once_a_period_for_the_whole_deployment(workers):
     # Both session workers take part; each period (on Redis's clock), one of them runs it.
     def runs() -> Counter[int]:
