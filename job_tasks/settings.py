@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -36,6 +37,9 @@ class Settings:
     secret_key: str = DEVELOPMENT_SECRET_KEY
     submissions_per_minute: int = 30  # per client address, shared across manager processes
     max_request_bytes: int = 256 * 1024  # 100 URLs of 2,048 characters fit with room to spare
+    # The instructor's password (user "admin"), who may cancel, retry, pause and delete
+    # anyone's jobs and schedules; empty: nobody can log in as the instructor.
+    admin_password: str = ""
 
     # What a job may ask for (contract, section 2).
     max_urls_per_job: int = 100
@@ -85,6 +89,9 @@ class Settings:
 
     # `wordcrawl up`.
     state_dir: str = ".wordcrawl"
+    # The memory its own Redis may use (redis.conf units); past it, keys with a TTL (caches)
+    # are evicted first, so a flood of cached answers cannot stop the task queue.
+    redis_maxmemory: str = "256mb"
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -122,6 +129,7 @@ class Settings:
             max_request_bytes=read.integer(
                 "WORDCRAWL_MAX_REQUEST_BYTES", cls.max_request_bytes, minimum=1
             ),
+            admin_password=read.text("WORDCRAWL_ADMIN_PASSWORD", cls.admin_password),
             max_urls_per_job=read.integer(
                 "WORDCRAWL_MAX_URLS_PER_JOB", cls.max_urls_per_job, minimum=1
             ),
@@ -167,6 +175,7 @@ class Settings:
                 "WORDCRAWL_RESULT_EXPIRES_DAYS", cls.result_expires_days
             ),
             state_dir=read.text("WORDCRAWL_STATE_DIR", cls.state_dir),
+            redis_maxmemory=read.memory("WORDCRAWL_REDIS_MAXMEMORY", cls.redis_maxmemory),
         )
         if settings.environment != "development" and settings.secret_key == DEVELOPMENT_SECRET_KEY:
             raise SettingsError(
@@ -245,6 +254,14 @@ class _Reader:
         if not math.isfinite(value) or value <= 0:
             raise SettingsError(f"{name} must be a number above zero, not {raw!r}")
         return value
+
+    def memory(self, name: str, default: str) -> str:
+        raw = self.env.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if not re.fullmatch(r"\d+(b|k|kb|m|mb|g|gb)?", raw):
+            raise SettingsError(f"{name} must be a size such as 256mb or 1gb, not {raw!r}")
+        return raw
 
     def flag(self, name: str, default: bool) -> bool:
         raw = self.env.get(name, "").strip().lower()
