@@ -64,12 +64,16 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     started: list = []
     base_redis = os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")
     if not redis_answers(base_redis):
-        server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), free_port())
+        # As `wordcrawl up`'s: a password of its own, and bounded memory.
+        redis_dir = tmp_path_factory.mktemp("redis")
+        server = EmbeddedRedis(redis_dir, free_port(), maxmemory=Settings().redis_maxmemory)
         server.start()
         started.append(server)
         base_redis = server.url
     base_pg = os.environ.get("DATABASE_URL", "postgresql://postgres@localhost:5432/postgres")
     if not postgres_answers(base_pg):
+        # As root, its data goes to a folder of its system user's under /tmp (not here,
+        # where that user cannot reach): discard() removes it at the end.
         server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), "postgres")
         server.start()
         started.append(server)
@@ -95,6 +99,8 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
         release_redis_database(broker_url)
         for server in reversed(started):
             server.stop()
+            if isinstance(server, EmbeddedPostgres):
+                server.discard()
 
 
 def claim_redis_database(url: str) -> str:
