@@ -289,6 +289,10 @@ def test_published_ports(services):
 def test_broker_keeps_tasks_and_asks_a_password(services):
     command = items(section(services["job_broker"], "command"))
     assert command[:3] == ["redis-server", "--appendonly", "yes"]
+    # Bounded: caches (keys with a TTL) give way before task messages do.
+    maxmemory = env_example()["WORDCRAWL_REDIS_MAXMEMORY"]
+    assert command[command.index("--maxmemory") + 1] == maxmemory == Settings().redis_maxmemory
+    assert command[command.index("--maxmemory-policy") + 1] == "volatile-lru"
     password = env_example()["REDIS_PASSWORD"]
     assert command[command.index("--requirepass") + 1] == password
     assert any(
