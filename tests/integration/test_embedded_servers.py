@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
+from as_user import blocking_folders, can_unshare, command_as
 from embedded_check import check
 
 from job_manager.embedded import EmbeddedRedis
@@ -115,12 +116,6 @@ def normal_user() -> Iterator[str]:
     subprocess.run(["userdel", name], check=False, capture_output=True)
 
 
-def others_may_read(path: Path) -> bool:
-    """Say whether every folder from / down to `path` lets other users in (o+rx)."""
-    need = stat.S_IXOTH | stat.S_IROTH
-    return all(folder.stat().st_mode & need == need for folder in (path, *path.parents))
-
-
 def test_embedded_postgres_starts_from_a_private_folder_of_a_normal_user(
     private_folder, normal_user
 ):
@@ -129,36 +124,33 @@ def test_embedded_postgres_starts_from_a_private_folder_of_a_normal_user(
     state = private_folder / "state"
     before = modes_above(state)
     command = [sys.executable, str(Path(__file__).with_name("embedded_check.py")), str(state)]
-    if not all(others_may_read(Path(p)) for p in (CHECKOUT, sys.prefix, sys.base_prefix)):
-        # This checkout or its Python sits in a folder private to root (a `mktemp -d` clone,
-        # root's home), where a normal user's own would be theirs. The user gets the right
-        # to read and pass any folder (CAP_DAC_READ_SEARCH), as if they were readable, and
-        # no other: it writes only in its own private folder.
-        if shutil.which("setpriv") is None:
-            pytest.skip("setpriv (util-linux) is missing: cannot lend the user that right")
-        caps = ("--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search")
-        command = [
-            *("setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"),
-            *caps,
-            *command,
-        ]
-        as_user = {}
-    else:
-        as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    needed = [CHECKOUT, Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve()]
+    as_user: dict = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    if blocking_folders(needed):
+        # This checkout or its Python is private to root, where a normal user's own would
+        # be theirs: the user runs it in a view where those folders may be passed.
+        if not can_unshare():
+            pytest.skip(f"{blocking_folders(needed)} are private and no mount namespace here")
+        handles = private_folder.with_name(private_folder.name + "-handles")
+        handles.mkdir(mode=0o700)
+        command, as_user = command_as(user, command, needed, handles), {}
 
-    result = subprocess.run(
-        command,
-        **as_user,
-        cwd=private_folder,
-        env={
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(private_folder),
-            "WORDCRAWL_CHECK_PASSWORD": secrets.token_urlsafe(24),
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    try:
+        result = subprocess.run(
+            command,
+            **as_user,
+            cwd=private_folder,
+            env={
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "HOME": str(private_folder),
+                "WORDCRAWL_CHECK_PASSWORD": secrets.token_urlsafe(24),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        shutil.rmtree(private_folder.with_name(private_folder.name + "-handles"), True)
 
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout.splitlines()[-1])
