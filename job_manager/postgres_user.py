@@ -136,7 +136,13 @@ def _others_may_enter(path: Path) -> bool:
 
 def _system_root() -> Path:
     """Return /var/lib/wordcrawl, made if needed, refusing one that others could change."""
-    SYSTEM_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+    try:
+        SYSTEM_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+    except OSError as err:
+        raise ServiceError(
+            f"cannot make {SYSTEM_ROOT} ({err.strerror}), where PostgreSQL's binaries and "
+            "data go when wordcrawl runs as root: run it as another user, or set DATABASE_URL"
+        ) from err
     info = SYSTEM_ROOT.stat()
     if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise ServiceError(

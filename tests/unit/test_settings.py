@@ -81,6 +81,8 @@ def test_allow_private_flag_spellings(value, expected):
         ("WORDCRAWL_PAGE_TIMEOUT", "-3"),
         ("WORDCRAWL_ALLOW_PRIVATE", "maybe"),
         ("WORDCRAWL_ALLOWED_HOSTS", "localhost"),
+        ("WORDCRAWL_REDIS_MAXMEMORY", "lots"),
+        ("WORDCRAWL_REDIS_MAXMEMORY", "256 mb; requirepass x"),
     ],
 )
 def test_bad_value_is_an_error_naming_the_variable(name, value):
@@ -209,6 +211,11 @@ def test_rediss_broker_url_asks_for_a_verified_tls_connection():
     assert pool.connection_class is redis.SSLConnection
     assert pool.connection_kwargs["ssl_cert_reqs"] == "required"
     assert pool.connection_kwargs["password"] == "s@cret"
+
+
+@pytest.mark.parametrize("value", ["256mb", "1GB", "1000000", "0"])
+def test_redis_maxmemory_takes_redis_units(value):
+    assert Settings.from_env({"WORDCRAWL_REDIS_MAXMEMORY": value}).redis_maxmemory == value.lower()
 
 
 def test_every_variable_read_is_in_the_readme_configuration_table():
