@@ -9,9 +9,15 @@ through and the other matches nothing, so each period starts exactly one job, an
 exists exactly when its period was claimed. Its first pages are then sent like any job's
 (submission.py); should the broker refuse them, the reconciler sends them later.
 
+A period that comes due while the schedule's previous run is still open (queued or
+running) is claimed the same way but starts no job: the skip is counted on the schedule
+(`runs_skipped`, `last_skipped_at`), so a slow site is never crawled twice at once.
+
 Times are UTC. A schedule repeats every N minutes (the first run at once) or on a cron
 line "m h dom mon dow" (the first run at the next matching minute); periods missed while
 nothing ran (beat stopped, schedule paused) are not made up, only the latest one runs.
+How often it may run has a floor (WORDCRAWL_MIN_SCHEDULE_MINUTES): `Timing.shortest_gap`
+says how close two runs can come, a cron line's computed from its fields.
 """
 
 from __future__ import annotations
@@ -20,16 +26,17 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 
 from celery.schedules import ParseException, crontab, crontab_parser
 from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .celery_app import app
 from .db import get_sessionmaker
-from .models import Schedule
+from .models import OPEN_JOB_STATUSES, Job, Schedule
 from .settings import get_settings
 from .submission import JobRequest, write_job
 from .tasks import enqueue_pages
@@ -38,6 +45,10 @@ log = logging.getLogger(__name__)
 
 DUE_BATCH = 100  # schedules started per tick at most; the next tick takes the rest
 MAX_EVERY_MINUTES = 366 * 24 * 60  # a year
+MINUTES_PER_DAY = 24 * 60
+# Weekdays and dates repeat every 28 years (from 1901 to 2099): a cron line's days that
+# can come one after another do so within that span if ever.
+CALENDAR_CYCLE_DAYS = 28 * 366
 # A cron line's five fields, in cron's order, as (crontab's keyword, highest, lowest).
 CRON_FIELDS = (
     ("minute", 59, 0),
@@ -84,6 +95,12 @@ class Timing:
         missed = max(0, (now - due) // period)
         return due + period * (missed + 1)
 
+    def shortest_gap(self, today: date | None = None) -> int:
+        """Return the fewest minutes that can separate two runs (exact, or a bit less)."""
+        if self.every_minutes is not None:
+            return self.every_minutes
+        return cron_shortest_gap(self.cron or "", today or datetime.now(UTC).date())
+
     def resume_at(self, next_run_at: datetime, now: datetime) -> datetime:
         """Return the next run of a schedule unpaused now.
 
@@ -129,6 +146,43 @@ def cron_next(line: str, after: datetime) -> datetime:
     return _next_of(parse_cron(line), after)
 
 
+def cron_shortest_gap(line: str, today: date) -> int:
+    """Return the fewest minutes between two runs of a cron line, from its parsed fields.
+
+    A matching day runs at the same times of day, the hour x minute pairs: the closest
+    two are either neighbours within a day, or the day's last run and the next matching
+    day's first. Whether two matching days can follow each other is read off the
+    calendar (day of month, month and weekday must all match, as in Celery's crontab).
+    Days further apart are counted as two days: the gap given is then at most the real
+    one, never more, so a floor above a day may refuse a line that keeps it.
+    """
+    schedule = parse_cron(line)
+    times = sorted(hour * 60 + minute for hour in schedule.hour for minute in schedule.minute)
+    within_a_day = min((b - a for a, b in pairwise(times)), default=None)
+    days_between = 1 if _days_follow_each_other(schedule, today) else 2
+    across_days = days_between * MINUTES_PER_DAY - (times[-1] - times[0])
+    return min(across_days, within_a_day or across_days)
+
+
+def _days_follow_each_other(schedule: crontab, today: date) -> bool:
+    """Say whether two consecutive days can both match a crontab's day fields."""
+
+    def matches(day: date) -> bool:
+        return (
+            day.day in schedule.day_of_month
+            and day.month in schedule.month_of_year
+            and day.isoweekday() % 7 in schedule.day_of_week  # crontab's Sunday is 0
+        )
+
+    previous = matches(today)
+    for offset in range(1, CALENDAR_CYCLE_DAYS):
+        current = matches(today + timedelta(days=offset))
+        if previous and current:
+            return True
+        previous = current
+    return False
+
+
 def _next_of(schedule: crontab, after: datetime) -> datetime:
     last, forward, _ = schedule.remaining_delta(after.astimezone(UTC))
     return (last + forward).astimezone(UTC)
@@ -170,13 +224,23 @@ def start_due(
 def start_run(
     sessions: sessionmaker[Session], schedule: Schedule, now: datetime, in_broker: int
 ) -> uuid.UUID | None:
-    """Claim a schedule's due period and start its run; None if someone claimed it first.
+    """Claim a schedule's due period and start its run; None if someone claimed it first,
+    or if the previous run is still open (the period is then claimed as skipped).
 
     The claim and the job are one transaction: a run exists exactly when its period was
     claimed, and the period's due time, read before, is what makes the claim exclusive.
     """
     due = schedule.next_run_at
     with sessions.begin() as session:
+        still_open = session.scalar(
+            select(
+                exists().where(Job.schedule_id == schedule.id, Job.status.in_(OPEN_JOB_STATUSES))
+            )
+        )
+        if still_open:
+            outcome = {"runs_skipped": Schedule.runs_skipped + 1, "last_skipped_at": now}
+        else:
+            outcome = {"last_run_at": now}
         claimed = session.execute(
             update(Schedule)
             .where(
@@ -184,12 +248,17 @@ def start_run(
                 Schedule.next_run_at == due,
                 Schedule.paused.is_(False),
             )
-            .values(next_run_at=timing_of(schedule).next_run(due, now), last_run_at=now)
-            .returning(Schedule.urls, Schedule.depth, Schedule.max_pages)
+            .values(next_run_at=timing_of(schedule).next_run(due, now), **outcome)
+            .returning(Schedule.urls, Schedule.depth, Schedule.max_pages, Schedule.owner_token_hash)
         ).first()
         if claimed is None:  # another tick or another beat started this period
             return None
-        request = JobRequest(list(claimed.urls), claimed.depth, claimed.max_pages)
+        if still_open:
+            log.info("schedule %s: previous run still open, %s skipped", schedule.id, due)
+            return None
+        request = JobRequest(
+            list(claimed.urls), claimed.depth, claimed.max_pages, claimed.owner_token_hash
+        )
         job_id, pages = write_job(session, request, in_broker, schedule.id)
     log.info("schedule %s: run %s for %s", schedule.id, job_id, due.isoformat())
     try:

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pytest
 import redis
-from conftest import row_counts, submit_job, wait_for_job
+from conftest import as_owner, row_counts, submit_job, wait_for_job
 from fixture_site import OK_COUNTS
 from processes import node_name, wait_for
 
@@ -380,7 +380,7 @@ def test_cancel_skips_pages_not_started_and_never_fetches_them(client, workers, 
         return client.get(f"/api/jobs/{job_id}").get_json()["pages"]["running"] >= 1
 
     wait_for(started, 30, "no page of the job started")
-    response = client.delete(f"/api/jobs/{job_id}")
+    response = client.delete(f"/api/jobs/{job_id}", headers=as_owner(job_id))
 
     assert response.status_code == 200
     cancelled = response.get_json()
@@ -436,7 +436,7 @@ def test_cancelling_an_ended_job_changes_nothing(client, ok_job, sql):
     before = client.get(f"/api/jobs/{ok_job['id']}").get_json()
     pages = sql("SELECT id, status, finished_at FROM pages WHERE job_id = :job", job=ok_job["id"])
 
-    response = client.delete(f"/api/jobs/{ok_job['id']}")
+    response = client.delete(f"/api/jobs/{ok_job['id']}", headers=as_owner(ok_job["id"]))
 
     # DELETE is idempotent: the ended job is answered as it is, still done.
     assert response.status_code == 200

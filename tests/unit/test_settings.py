@@ -150,7 +150,7 @@ def test_each_placeholder_of_env_example_is_refused_in_production(name, value):
     settings = Settings.from_env(production(**{name: value.format(**env_example())}))
 
     assert settings.placeholder_secrets() == [name]
-    with pytest.raises(SettingsError, match=f"^{name} still holds a placeholder of .env.example"):
+    with pytest.raises(SettingsError, match=rf"^{name} still holds a placeholder"):
         settings.refuse_placeholder_secrets()
 
 
@@ -161,7 +161,7 @@ def test_placeholders_are_accepted_in_development_and_all_named_in_production():
     }
     Settings.from_env(placeholders).refuse_placeholder_secrets()  # development: a laptop
 
-    with pytest.raises(SettingsError, match="^SECRET_KEY, WORDCRAWL_ADMIN_PASSWORD still hold"):
+    with pytest.raises(SettingsError, match=r"^SECRET_KEY, WORDCRAWL_ADMIN_PASSWORD still hold"):
         Settings.from_env(production(**placeholders)).refuse_placeholder_secrets()
 
 
