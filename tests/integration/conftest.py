@@ -202,6 +202,14 @@ def client(app):
     return app.test_client()
 
 
+def client_at(app, address: str):
+    """A test client of `app` whose requests come from another client address (its own
+    rate-limit budget and schedule cap)."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
 @pytest.fixture(scope="session")
 def web_app(services: Services):
     """The manager with CSRF protection on, as in production (for the web pages' forms)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +21,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import OWNER_HEADERS, as_owner, bearer, row_counts, submit_job, wait_for_job
+from conftest import (
+    OWNER_HEADERS,
+    as_owner,
+    bearer,
+    client_at,
+    row_counts,
+    submit_job,
+    wait_for_job,
+)
 from fixture_site import OK_COUNTS
 from processes import wait_for
 from sqlalchemy import text
@@ -476,3 +485,88 @@ def test_the_schedule_page_shows_runs_and_what_changed(browser, two_runs):
     assert changes == [["fox", "1", "7", "+6"], ["cat", "0", "4", "+4"], ["lazy", "1", "0", "-1"]]
     run_page = page(browser.get(f"/jobs/{newest}"))
     assert run_page.select_one("#job-schedule a")["href"] == f"/schedules/{schedule['id']}"
+
+
+# --- The class server's bounds: the floor, overlapping runs, the cap per client ------------
+
+
+def test_a_schedule_closer_than_the_floor_is_refused_saying_the_floor_and_the_gap(client, sql):
+    before = sql("SELECT count(*) FROM schedules")[0][0]
+
+    every = client.post(
+        "/api/jobs", json={"urls": ["http://example.com/"], "schedule": {"every_minutes": 9}}
+    )
+    cron = client.post(
+        "/api/jobs", json={"urls": ["http://example.com/"], "schedule": {"cron": "0,5 * * * *"}}
+    )
+
+    assert error_of(every, 400)["message"] == (
+        "runs every 9 minutes: closer than this server allows "
+        "(at least 10 minutes between two runs of a schedule)"
+    )
+    assert error_of(cron, 400)["message"] == (
+        "runs of this cron line can come 5 minutes apart: closer than this server allows "
+        "(at least 10 minutes between two runs of a schedule)"
+    )
+    assert sql("SELECT count(*) FROM schedules")[0][0] == before
+    assert create(client, ["http://example.com/"], {"every_minutes": 10})  # the floor itself
+
+
+def test_a_run_due_while_the_previous_one_is_open_is_skipped_and_recorded(
+    client, browser, sql, execute, services, workers, fixture_site
+):
+    # Six pages of 0.9 s, three at a time on the site: the run stays open for seconds.
+    slow = [fixture_site.url(f"/delay?ms=900&overlap={uuid.uuid4().hex}") for _ in range(6)]
+    schedule = create(client, slow, {"every_minutes": 60})
+    sessions = job_db.get_sessionmaker(services.database_url)
+    in_broker = services.settings.job_pages_in_broker
+    assert len(start_due(sessions, in_broker)) == 1
+    [run] = client.get(schedule["runs_url"]).get_json()
+
+    make_due(execute, schedule["id"])
+    assert start_due(sessions, in_broker) == []  # the first run is still open
+
+    skipped = client.get(f"/api/schedules/{schedule['id']}").get_json()
+    assert skipped["runs_skipped"] == 1 and skipped["last_skipped_at"] is not None
+    assert skipped["next_run_at"] > skipped["last_skipped_at"]  # the period was claimed
+    assert start_due(sessions, in_broker) == []  # ... once: nothing is due any more
+    assert client.get(f"/api/schedules/{schedule['id']}").get_json()["runs_skipped"] == 1
+    assert runs_of(sql, schedule["id"]) == 1
+    shown = page(browser.get(f"/schedules/{schedule['id']}"))
+    said = " ".join(shown.select_one("#runs-skipped").get_text().split())
+    assert said.startswith("1 run skipped because the previous one was still running")
+    # Once the run has ended, the next period runs again.
+    assert wait_for_job(client, run["id"], timeout=60)["status"] == "done"
+    make_due(execute, schedule["id"])
+    assert len(start_due(sessions, in_broker)) == 1
+    assert runs_of(sql, schedule["id"]) == 2
+
+
+def test_one_client_keeps_at_most_five_active_schedules(app, client, sql):
+    url = ["http://example.com/"]
+    mine = [create(client, url, {"every_minutes": 60}) for _ in range(5)]
+    before = sql("SELECT count(*) FROM schedules")[0][0]
+
+    sixth = client.post("/api/jobs", json={"urls": url, "schedule": {"every_minutes": 60}})
+
+    error = error_of(sixth, 429)
+    assert error["code"] == "too_many_schedules" and "(5)" in error["message"]
+    assert sql("SELECT count(*) FROM schedules")[0][0] == before
+    # Another client is not counted with this one.
+    elsewhere = client_at(app, "10.20.30.40")
+    assert create(elsewhere, url, {"every_minutes": 60})
+    # A paused schedule does not count; unpausing it counts again.
+    first = f"/api/schedules/{mine[0]['id']}"
+    owner = as_owner(mine[0]["id"])
+    assert client.patch(first, json={"paused": True}, headers=owner).status_code == 200
+    sixth = create(client, url, {"every_minutes": 60})
+    refused = client.patch(first, json={"paused": False}, headers=owner)
+    assert error_of(refused, 429)["code"] == "too_many_schedules"
+    assert client.get(first).get_json()["paused"] is True
+    delete = client.delete(f"/api/schedules/{sixth['id']}", headers=as_owner(sixth["id"]))
+    assert delete.status_code == 200
+    assert client.patch(first, json={"paused": False}, headers=owner).status_code == 200
+    # What is stored is a keyed hash of the client, never its address.
+    keys = {row[0] for row in sql("SELECT DISTINCT client_key FROM schedules")}
+    assert len(keys) == 2 and all(re.fullmatch("[0-9a-f]{64}", key) for key in keys)
+    assert not sql("SELECT 1 FROM schedules WHERE client_key LIKE '%127.0.0.1%'")
