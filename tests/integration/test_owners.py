@@ -9,10 +9,14 @@ may change everything. Reading stays open. A missing job or schedule is still 40
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 import uuid
 from dataclasses import replace
 
 import pytest
+import requests
 from conftest import as_owner, bearer, client_at, submit_job, wait_for_job
 from sqlalchemy import text
 from test_web import form_token, page
@@ -338,3 +342,26 @@ def test_without_a_password_the_login_page_says_so(services):
     refused = browser.post("/login", data={"csrf_token": token, "password": ""})
     assert refused.status_code == 403
     assert "WORDCRAWL_ADMIN_PASSWORD" in page(refused).select_one("#login-error").get_text()
+
+
+# --- The command line ---------------------------------------------------------------------
+
+
+def test_wordcrawl_submit_prints_the_id_and_the_token_apart(manager_url):
+    result = subprocess.run(
+        [sys.executable, "-m", "job_manager", "submit", "http://127.0.0.1:9/cli"],
+        env={**os.environ, "WORDCRAWL_API_URL": manager_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()  # stdout: the id alone, as `JOB=$(wordcrawl submit ...)`
+    assert uuid.UUID(job_id)
+    first, sentence = result.stderr.splitlines()[:2]
+    assert first.startswith("token ") and "cancel or retry" in sentence
+    token = first.split()[1]
+    url = f"{manager_url}/api/jobs/{job_id}"
+    assert requests.delete(url, timeout=10).status_code == 403
+    assert requests.delete(url, headers=bearer(token), timeout=10).status_code == 200
