@@ -25,13 +25,12 @@ from .api_input import (
 from .errors import ApiError
 from .extensions import sessions, settings
 from .owners import require_schedule_owner
+from .runs import run_ids, word_changes
 from .schedules import (
     delete_schedule,
     get_schedule,
     list_schedules,
-    run_ids,
     set_paused,
-    word_changes,
 )
 
 bp = Blueprint("schedules", __name__, url_prefix="/api")

@@ -19,14 +19,13 @@ from job_tasks.schedules import Timing
 from . import owners, queries
 from .errors import ApiError
 from .extensions import sessions, settings
+from .runs import run_ids, word_changes
 from .schedules import (
     delete_schedule,
     get_schedule,
     list_schedules,
     parse_timing,
-    run_ids,
     set_paused,
-    word_changes,
 )
 
 RUNS_SHOWN = 50

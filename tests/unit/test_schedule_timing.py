@@ -1,4 +1,4 @@
-"""When a schedule runs (job_tasks/schedules.py) and how its "schedule" is checked
+"""When a schedule runs (job_tasks/schedules.py, cron.py) and how its "schedule" is checked
 (job_manager/schedules.py parse_timing): cron lines, periods, missed periods."""
 
 from datetime import UTC, date, datetime, timedelta
@@ -8,7 +8,8 @@ import pytest
 from job_manager.errors import ApiError
 from job_manager.jobs import parse_job_request
 from job_manager.schedules import parse_timing
-from job_tasks.schedules import BadSchedule, Timing, cron_next, cron_shortest_gap, parse_cron
+from job_tasks.cron import BadSchedule, cron_next, cron_shortest_gap, parse_cron
+from job_tasks.schedules import Timing
 from job_tasks.settings import Settings
 
 
