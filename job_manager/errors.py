@@ -1,4 +1,4 @@
-"""Answer every API error with the contract's body: {"error": {"code", "message", "field"}}.
+"""Answer every API error with one body: {"error": {"code", "message", "field"}}.
 
 Views raise `ApiError`; HTTP errors Flask raises itself (404, 405, 413, 429...) get the same
 body when the request was for /api/, and the usual HTML page otherwise. An ApiError raised
@@ -40,7 +40,7 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
-    """Build the contract's error body with its status.
+    """Build the API's error body with its status.
 
     `field` is always there (null when the error is not about one field of the input),
     so a program can read the same three keys from every error.

@@ -1,4 +1,4 @@
-"""Who may change a job or a schedule: its owner, or the instructor (README, "Owners").
+"""Who may change a job or a schedule: its owner, or the instructor (README, "The HTTP API").
 
 Reading stays open to the whole class; cancelling or retrying a job, and pausing,
 resuming or deleting a schedule, need one of:

@@ -19,6 +19,7 @@ from bs4 import BeautifulSoup
 from conftest import as_owner, submit_job, wait_for_job
 from fixture_site import OK_COUNTS
 from processes import wait_for
+from test_web import submit_from_the_form
 
 
 def flaky_url(site, fail: int, ms: int = 0) -> str:
@@ -313,7 +314,7 @@ def test_the_failures_page_lists_a_failed_page_and_retries_it(
     browser, client, workers, fixture_site, sql, tries
 ):
     flaky = flaky_url(fixture_site, fail=tries)
-    job_id = submit_job(client, [flaky])
+    job_id = submit_from_the_form(browser, [flaky])  # this browser may retry it
     assert wait_for_job(client, job_id)["status"] == "failed"
 
     soup = html(browser.get("/failures"))
@@ -344,7 +345,7 @@ def test_a_job_page_with_failed_pages_retries_them(
     browser, client, workers, fixture_site, sql, tries
 ):
     flaky = [flaky_url(fixture_site, fail=tries) for _ in range(2)]
-    job_id = submit_job(client, [unique_url(fixture_site, "/ok"), *flaky])
+    job_id = submit_from_the_form(browser, [unique_url(fixture_site, "/ok"), *flaky])
     assert wait_for_job(client, job_id)["pages"]["failed"] == 2
 
     soup = html(browser.get(f"/jobs/{job_id}"))

@@ -1,4 +1,4 @@
-"""Owners and the instructor: who may cancel, retry, pause and delete (README, "Owners").
+"""Owners and the instructor: who may cancel, retry, pause and delete (README, "The HTTP API").
 
 Every write endpoint, API and web, answers 403 `forbidden` to anyone but the owner and
 changes nothing; the owner is whoever shows the token POST /api/jobs answered, or the
