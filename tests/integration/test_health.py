@@ -127,6 +127,7 @@ def test_the_manager_answers_every_read_under_load_while_a_crawl_runs(
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+    print(result.stdout)  # the figures (pytest -s shows them); timings belong to benchmarks
     assert "requests        150 in" in result.stdout
     assert "answers         200: 150" in result.stdout
     assert "server errors   0 (5xx), 0 unanswered" in result.stdout
