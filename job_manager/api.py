@@ -76,8 +76,9 @@ def get_job(job_id: str) -> Response:
 @bp.delete("/jobs/<job_id>")
 def delete_job(job_id: str) -> Response:
     """Cancel a job: its owner (token or session) or the instructor only."""
-    require_job_owner(parse_job_id(job_id))
-    if not cancel_job(sessions(), parse_job_id(job_id)):
+    job_uuid = parse_job_id(job_id)
+    require_job_owner(job_uuid)
+    if not cancel_job(sessions(), job_uuid):
         raise no_job(job_id)
     with sessions()() as session:
         return jsonify(existing_job(session, job_id))
