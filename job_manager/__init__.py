@@ -28,23 +28,37 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
 
     from job_tasks.settings import get_settings
 
-    from . import api, api_failures, api_schedules, metrics, web, web_failures, web_schedules
+    from . import (
+        api,
+        api_failures,
+        api_schedules,
+        metrics,
+        owners,
+        web,
+        web_auth,
+        web_failures,
+        web_schedules,
+    )
     from .errors import register_error_handlers
-    from .extensions import csrf, limiter
+    from .extensions import bind_resources, csrf, limiter
 
     settings = settings or get_settings()
+    # In production, a secret copied from .env.example is no secret: refuse to start.
+    settings.refuse_placeholder_secrets()
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         WTF_CSRF_TIME_LIMIT=None,  # a form left open in class still submits
+        # The session says which jobs a browser may change: never sent by another site.
+        SESSION_COOKIE_SAMESITE="Lax",
         RATELIMIT_STORAGE_URI=settings.broker_url,
         RATELIMIT_HEADERS_ENABLED=True,  # Retry-After on 429
         RATELIMIT_SWALLOW_ERRORS=True,  # a Redis hiccup must not turn every request into a 500
     )
     app.config.update(config or {})
-    app.json.sort_keys = False  # keep fields in the contract's order
-    app.extensions["wordcrawl_settings"] = settings
+    app.json.sort_keys = False  # keep fields in the documented order (README)
+    bind_resources(app, settings)
 
     csrf.init_app(app)
     limiter.init_app(app)
@@ -59,7 +73,18 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     app.register_blueprint(web.bp)
     app.register_blueprint(web_schedules.bp)
     app.register_blueprint(web_failures.bp)
+    app.register_blueprint(web_auth.bp)
     app.register_blueprint(metrics.bp)
+    app.extensions["wordcrawl_metrics"] = metrics.ScrapeCache()
+
+    @app.context_processor
+    def who_is_asking() -> dict[str, object]:
+        # The menu says who you are; the pages show buttons only to those they work for.
+        return {
+            "is_instructor": owners.is_instructor(),
+            "owned_in_session": owners.owned_in_session(),
+            "instructor_login": bool(settings.admin_password),
+        }
 
     @app.after_request
     def security_headers(response: Response) -> Response:

@@ -1,9 +1,12 @@
-"""The JSON API (contract, section 4): how programs submit jobs and read their results.
+"""The JSON API (README, "The HTTP API"): how programs submit jobs and read their results.
 
-Every view is thin: check the input, call jobs.py or queries.py, return JSON.
+Every view is thin: check the input, call jobs.py or queries.py, return JSON. Reading is
+open to everyone; changing a job needs its owner (owners.py).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import redis
 from flask import Blueprint, Response, jsonify, request, url_for
@@ -27,8 +30,9 @@ from .api_input import (
     stopwords_arg,
 )
 from .errors import ApiError
-from .extensions import limiter, sessions, settings
+from .extensions import census, sessions, settings, submissions_limit
 from .jobs import cancel_job, parse_job_request, submit_job
+from .owners import client_key, new_token, require_job_owner
 from .schedules import create_schedule, parse_timing
 
 ACTIVITY_BUCKET_SECONDS = 5  # the dashboard counts pages ended per 5 seconds
@@ -40,15 +44,20 @@ bp.before_request(require_json_body)
 
 
 @bp.post("/jobs")
-@limiter.limit(lambda: f"{settings().submissions_per_minute}/minute")
+@submissions_limit
 def create_job() -> tuple[Response, int]:
+    """Accept a job (202) or a schedule (201); either answer carries its owner's token."""
     data = read_json_body()
     job = parse_job_request(data, settings())
-    if "schedule" in data:  # repeat it (contract, section 8): a schedule, not one job
-        return jsonify(create_schedule(sessions(), job, parse_timing(data["schedule"]))), 201
+    token, token_hash = new_token()  # shown once, here; the row keeps only its hash
+    job = replace(job, owner_token_hash=token_hash)
+    if "schedule" in data:  # repeat it (README, "Schedules"): a schedule, not one job
+        timing = parse_timing(data["schedule"], settings().min_schedule_minutes)
+        schedule = create_schedule(sessions(), job, timing, client_key(), settings())
+        return jsonify({**schedule, "token": token}), 201
     job_id = submit_job(sessions(), job, settings())
     url = url_for("api.get_job", job_id=job_id)
-    return jsonify({"id": str(job_id), "status": "queued", "url": url}), 202
+    return jsonify({"id": str(job_id), "status": "queued", "url": url, "token": token}), 202
 
 
 @bp.get("/jobs")
@@ -66,7 +75,10 @@ def get_job(job_id: str) -> Response:
 
 @bp.delete("/jobs/<job_id>")
 def delete_job(job_id: str) -> Response:
-    if not cancel_job(sessions(), parse_job_id(job_id)):
+    """Cancel a job: its owner (token or session) or the instructor only."""
+    job_uuid = parse_job_id(job_id)
+    require_job_owner(job_uuid)
+    if not cancel_job(sessions(), job_uuid):
         raise no_job(job_id)
     with sessions()() as session:
         return jsonify(existing_job(session, job_id))
@@ -119,7 +131,7 @@ def get_activity() -> Response:
     report["minutes"] = minutes
     try:
         report["queue_length"] = queue_length(celery_app, list(celery_app.amqp.queues))
-        online = _online_workers()
+        online = set(census().alive())
     except (redis.RedisError, OSError, KombuOperationalError):  # the broker is away
         report["queue_length"], online = None, set()
     workers = report.pop("workers")
@@ -130,28 +142,22 @@ def get_activity() -> Response:
     return jsonify(report)
 
 
-def _online_workers() -> set[str]:
-    """Ask every worker to answer a ping through the broker (half a second at most)."""
-    replies = celery_app.control.ping(timeout=0.5) or []
-    return {name for reply in replies for name in reply}
-
-
 @bp.get("/health")
 def health() -> tuple[Response, int]:
-    """Say whether the broker, the database and at least one worker answer."""
+    """Say whether the broker, the database and at least one worker answer.
+
+    The workers are those alive in the census (one Redis round trip, which also shows the
+    broker answers): no broadcast to every worker, nothing to wait for per request.
+    """
     report: dict[str, object] = {"broker": "ok", "database": "ok", "workers": 0}
     try:
-        redis.Redis.from_url(
-            settings().broker_url, socket_timeout=2, socket_connect_timeout=2
-        ).ping()
+        report["workers"] = len(census().alive())
     except redis.RedisError as err:
-        report["broker"] = f"down: {err}"
+        report["broker"] = f"down: {type(err).__name__}"
     try:
         with sessions()() as session:
             session.execute(text("SELECT 1"))
     except SQLAlchemyError as err:
         report["database"] = f"down: {type(err).__name__}"
-    if report["broker"] == "ok":
-        report["workers"] = len(_online_workers())
     healthy = report["broker"] == "ok" and report["database"] == "ok" and report["workers"]
     return jsonify(report), 200 if healthy else 503

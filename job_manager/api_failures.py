@@ -1,4 +1,4 @@
-"""The dead-letter API (contract, section 8): failed pages, their history, and retries.
+"""The dead-letter API (README, "Dead letters"): failed pages, their history, and retries.
 
 `GET /api/failures` lists the pages that ended failed, across jobs; `POST
 /api/jobs/<id>/retry` queues a job's failed pages again; `GET /api/jobs/<id>/attempts`
@@ -19,7 +19,8 @@ from .api_input import (
     read_json_body,
     require_json_body,
 )
-from .extensions import limiter, sessions, settings
+from .extensions import sessions, settings, submissions_limit
+from .owners import require_job_owner
 
 bp = Blueprint("api_failures", __name__, url_prefix="/api")
 bp.before_request(require_json_body)
@@ -38,10 +39,14 @@ def list_failures() -> Response:
 
 
 @bp.post("/jobs/<job_id>/retry")
-@limiter.limit(lambda: f"{settings().submissions_per_minute}/minute")
+@submissions_limit
 def retry_job(job_id: str) -> tuple[Response, int]:
-    """Queue a job's failed pages again (all, or those of `urls`); answer with the job."""
+    """Queue a job's failed pages again (all, or those of `urls`); answer with the job.
+
+    Only its owner (token or session) or the instructor may.
+    """
     job_uuid = parse_job_id(job_id)
+    require_job_owner(job_uuid)
     urls = failures.parse_retry_request(read_json_body(), settings())
     if failures.retry_pages(sessions(), job_uuid, urls, settings()) is None:
         raise no_job(job_id)

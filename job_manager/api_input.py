@@ -2,7 +2,7 @@
 api_failures.py) share to check their input.
 
 Each helper either returns a checked value or raises ApiError, which the error handlers
-(errors.py) turn into the contract's error body.
+(errors.py) turn into the API's error body.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .errors import ApiError
 
 def require_json_body() -> None:
     """Take bodies only as application/json (which also keeps cross-site forms out)."""
-    # Only application/json (contract, section 7): a form on another site cannot send it,
+    # Only application/json (README, "The HTTP API"): a form on another site cannot send it,
     # so the API needs no CSRF token. (Werkzeug's is_json would also take "+json" types.)
     if request.method in ("POST", "PUT", "PATCH") and request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")

@@ -1,4 +1,4 @@
-"""The JSON API of schedules (contract, section 8): list, read, pause, delete, compare runs.
+"""The JSON API of schedules (README, "Schedules"): list, read, pause, delete, compare runs.
 
 A schedule is created by `POST /api/jobs` with a "schedule" (api.py); its runs are
 ordinary jobs. Every view is thin: check the input, call schedules.py or queries.py.
@@ -23,14 +23,14 @@ from .api_input import (
     stopwords_arg,
 )
 from .errors import ApiError
-from .extensions import sessions
+from .extensions import sessions, settings
+from .owners import require_schedule_owner
+from .runs import run_ids, word_changes
 from .schedules import (
     delete_schedule,
     get_schedule,
     list_schedules,
-    run_ids,
     set_paused,
-    word_changes,
 )
 
 bp = Blueprint("schedules", __name__, url_prefix="/api")
@@ -61,6 +61,8 @@ def runs(schedule_id: str) -> Response:
 
 @bp.patch("/schedules/<schedule_id>")
 def pause_or_resume(schedule_id: str) -> Response:
+    """Pause or resume a schedule: its owner (token or session) or the instructor only."""
+    require_schedule_owner(_schedule_uuid(schedule_id))
     data = read_json_body()
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
@@ -69,7 +71,9 @@ def pause_or_resume(schedule_id: str) -> Response:
         raise ApiError(400, "unknown_field", f"unknown field {unknown[0]!r}", unknown[0])
     if not isinstance(data.get("paused"), bool):
         raise ApiError(400, "invalid_value", "paused must be true or false", "paused")
-    changed = set_paused(sessions(), _schedule_uuid(schedule_id), data["paused"])
+    changed = set_paused(
+        sessions(), _schedule_uuid(schedule_id), data["paused"], settings().max_schedules_per_client
+    )
     if changed is None:
         raise _no_schedule(schedule_id)
     return jsonify(changed)
@@ -77,7 +81,8 @@ def pause_or_resume(schedule_id: str) -> Response:
 
 @bp.delete("/schedules/<schedule_id>")
 def delete(schedule_id: str) -> Response:
-    """Delete a schedule; its runs stay, as jobs that still name it."""
+    """Delete a schedule (its owner or the instructor); its runs stay, as jobs naming it."""
+    require_schedule_owner(_schedule_uuid(schedule_id))
     deleted = delete_schedule(sessions(), _schedule_uuid(schedule_id))
     if deleted is None:
         raise _no_schedule(schedule_id)

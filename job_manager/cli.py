@@ -74,7 +74,11 @@ def up(workers: int, port: int, demo_port: int) -> None:
 )
 def serve(host: str, port: int, processes: int) -> None:
     """Run the manager (web form and JSON API) with gunicorn."""
-    _settings()  # fail here, readably, on a bad variable
+    settings = _settings()  # fail here, readably, on a bad variable
+    try:
+        settings.refuse_placeholder_secrets()  # create_app checks too: gunicorn would say less
+    except SettingsError as err:
+        raise click.UsageError(str(err)) from err
     argv = [
         sys.executable,
         "-m",
@@ -196,10 +200,16 @@ def prune(days: int, dry_run: bool, batch_size: int) -> None:
 @click.option("--max-pages", "-m", default=100, show_default=True, type=int)
 @click.option("--wait", is_flag=True, help="Show progress until the job ends, then its top words.")
 def submit(urls: tuple[str, ...], depth: int, max_pages: int, wait: bool) -> None:
-    """Submit a job and print its id."""
+    """Submit a job and print its id (and, on stderr, its owner's token)."""
     client = ApiClient(_settings().api_url)
     job = _api(lambda: client.submit(list(urls), depth, max_pages))
     click.echo(job["id"])
+    # stderr: `JOB=$(wordcrawl submit ...)` still gets the id alone.
+    click.echo(
+        f"token {job['token']}\n(keep it: only with it can you cancel or retry this job, "
+        f"as Authorization: Bearer <token>; it is shown only now)",
+        err=True,
+    )
     if wait:
         final = _wait_with_progress(client, job["id"])
         click.echo(f"job {final['status']}: {_page_summary(final)}")
@@ -228,7 +238,14 @@ def words(job_id: str, top: int, stopwords: str) -> None:
 
 
 @main.command()
-@click.argument("urls", nargs=-1, required=True)
+@click.argument("urls", nargs=-1)
+@click.option(
+    "--get",
+    "paths",
+    multiple=True,
+    metavar="PATH",
+    help="Read instead: GET this path (repeatable, taken in turn), e.g. /api/health.",
+)
 @click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(0.1, 3600))
 @click.option(
     "--rate",
@@ -245,17 +262,25 @@ def words(job_id: str, top: int, stopwords: str) -> None:
     type=click.FloatRange(0, 3600),
     help="How long to wait for the accepted jobs to end.",
 )
-def load(urls: tuple[str, ...], seconds: float, rate: float, wait_seconds: float) -> None:
+def load(
+    urls: tuple[str, ...], paths: tuple[str, ...], seconds: float, rate: float, wait_seconds: float
+) -> None:
     """Submit jobs of URLS at RATE per second for SECONDS; print latency and losses.
 
-    A benchmark of a manager you run (WORDCRAWL_API_URL): exit status 1 on any 5xx
-    answer or any accepted job that does not end.
+    With --get PATH, send GET requests to those paths instead (no URLS). A benchmark of a
+    manager you run (WORDCRAWL_API_URL): exit status 1 on any 5xx answer, any answer
+    that is not JSON (--get) or any accepted job that does not end.
     """
-    from .loadtest import run_load
+    from .loadtest import run_load, run_reads
 
-    report = run_load(
-        _settings().api_url, list(urls), seconds, rate, wait_seconds, progress=click.echo
-    )
+    if bool(urls) == bool(paths):
+        raise click.UsageError("give URLS to submit, or --get PATH to read, not both")
+    if paths:
+        report = run_reads(_settings().api_url, list(paths), seconds, rate)
+    else:
+        report = run_load(
+            _settings().api_url, list(urls), seconds, rate, wait_seconds, progress=click.echo
+        )
     for line in report.lines():
         click.echo(line)
     if not report.ok:

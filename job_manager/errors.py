@@ -1,7 +1,8 @@
-"""Answer every API error with the contract's body: {"error": {"code", "message", "field"}}.
+"""Answer every API error with one body: {"error": {"code", "message", "field"}}.
 
 Views raise `ApiError`; HTTP errors Flask raises itself (404, 405, 413, 429...) get the same
-body when the request was for /api/, and the usual HTML page otherwise.
+body when the request was for /api/, and the usual HTML page otherwise. An ApiError raised
+by a web page (403 to a browser that may not cancel a job) is a page with its sentence.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, render_template, request
+from psycopg2.errors import QueryCanceled
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -25,6 +27,10 @@ HTTP_ERROR_CODES = {
 }
 
 
+# The heading of the page a browser gets for an error raised by a web page.
+ERROR_TITLES = {403: "Not yours to change", 404: "Not found", 429: "Too many requests"}
+
+
 class ApiError(Exception):
     """An error answer: HTTP status, a code for programs, a sentence for people."""
 
@@ -34,7 +40,7 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
-    """Build the contract's error body with its status.
+    """Build the API's error body with its status.
 
     `field` is always there (null when the error is not about one field of the input),
     so a program can read the same three keys from every error.
@@ -52,7 +58,10 @@ def register_error_handlers(app: Flask) -> None:
     """Install the handlers that turn exceptions into error answers."""
 
     @app.errorhandler(ApiError)
-    def api_error(err: ApiError) -> Response:
+    def api_error(err: ApiError):
+        if not _wants_json():
+            title = ERROR_TITLES.get(err.status)
+            return render_template("error.html", title=title, message=err.message), err.status
         return error_response(err.status, err.code, err.message, err.field)
 
     @app.errorhandler(HTTPException)
@@ -74,7 +83,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def database_down(err: OperationalError):
         log.warning("database unavailable: %s", err.orig)
-        message = "the database is not answering; try again in a moment"
+        if isinstance(err.orig, QueryCanceled):  # WORDCRAWL_STATEMENT_TIMEOUT_MS ran out
+            message = "the database took too long to answer; try again in a moment"
+        else:
+            message = "the database is not answering; try again in a moment"
         if _wants_json():
             return error_response(503, "unavailable", message)
         return render_template("error.html", message=message), 503

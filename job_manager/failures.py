@@ -23,7 +23,7 @@ from .queries import iso
 
 RETRY_FIELDS = ("urls",)
 # How each refusal is answered: no such page is a 404; a page or job in the wrong state is
-# bad input, 400 (the contract, section 4, answers bad input with 400, 404, 413, 415 or 429).
+# bad input, 400 (the API answers bad input with 400, 403, 404, 413, 415 or 429).
 REFUSALS = {
     "not_a_page": ("not_found", 404),
     "not_failed": ("not_failed", 400),

@@ -1,4 +1,4 @@
-"""Accept a job: check the request against the contract, then start it, or cancel one.
+"""Accept a job: check the request against the API's rules, then start it, or cancel one.
 
 The first step of the flow (submit → broker): what the API and the web form share.
 """
@@ -20,14 +20,14 @@ from job_tasks.urls import BadUrl, normalize_url
 from .errors import ApiError
 
 JOB_FIELDS = ("urls", "depth", "max_pages")
-# "schedule" repeats the job (contract, section 8): checked by schedules.parse_timing.
+# "schedule" repeats the job (README, "Schedules"): checked by schedules.parse_timing.
 SUBMISSION_FIELDS = (*JOB_FIELDS, "schedule")
 DEFAULT_DEPTH = 0
 DEFAULT_MAX_PAGES = 100
 
 
 def parse_job_request(data: Any, settings: Settings) -> JobRequest:
-    """Check a submission against the contract; raise ApiError(400) naming the bad field."""
+    """Check a submission (README, "The HTTP API"); raise ApiError(400) naming the bad field."""
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
     unknown = sorted(set(data) - set(SUBMISSION_FIELDS))

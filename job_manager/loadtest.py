@@ -12,6 +12,11 @@ A 5xx answer or an accepted job that never ends is a failure (exit status 1); 42
 are the manager's rate limit doing its job (raise WORDCRAWL_SUBMISSIONS_PER_MINUTE on the
 manager to load it harder).
 
+With `--get PATH` (once or more) it reads instead: GET requests to those paths in turn
+(e.g. /api/health and /api/activity, which thirty open dashboards poll), at the same
+steady rate, and prints the same latency figures; a 5xx answer, no answer or an answer
+that is not JSON is a failure.
+
 A benchmark, not a test: only aim it at a manager you run, on loopback or your own lab.
 """
 
@@ -44,6 +49,8 @@ class LoadReport:
     connection_errors: int = 0
     accepted: list[str] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)
+    reads: bool = False  # GET requests (--get), not submissions
+    not_json: int = 0  # answers to GET requests whose body was not JSON
 
     @property
     def requests(self) -> int:
@@ -55,7 +62,9 @@ class LoadReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.server_errors or self.connection_errors or self.unfinished)
+        return not (
+            self.server_errors or self.connection_errors or self.unfinished or self.not_json
+        )
 
     def percentile(self, fraction: float) -> float:
         if not self.latencies_ms:
@@ -77,7 +86,9 @@ class LoadReport:
             f"latency max     {max(self.latencies_ms, default=0.0):.1f} ms",
             f"answers         {answers or 'none'}",
             f"server errors   {self.server_errors} (5xx), {self.connection_errors} unanswered",
-            f"jobs accepted   {len(self.accepted)}, "
+            f"not JSON        {self.not_json}"
+            if self.reads
+            else f"jobs accepted   {len(self.accepted)}, "
             f"ended {len(self.accepted) - len(self.unfinished)}, "
             f"not ended {len(self.unfinished)}",
         ]
@@ -113,25 +124,76 @@ def run_load(
             if status == 202:
                 report.accepted.append(json.loads(answer)["id"])
 
+    report.seconds = _at_steady_rate(seconds, rate, lambda n, due: (submit, due))
+    progress(f"sent {report.requests} submissions; waiting for {len(report.accepted)} jobs")
+    report.unfinished = _wait_for_jobs(api_url, report.accepted, wait_seconds)
+    return report
+
+
+def run_reads(api_url: str, paths: list[str], seconds: float, rate: float) -> LoadReport:
+    """GET each of `paths` in turn, one request every 1/rate seconds for `seconds`."""
+    report = LoadReport(reads=True)
+    lock = threading.Lock()
+    local = threading.local()
+    target = urlsplit(api_url.rstrip("/"))
+
+    def read(path: str, due: float) -> None:
+        try:
+            status, answer = _request(local, target, "GET", path)
+        except (OSError, http.client.HTTPException):
+            with lock:
+                report.connection_errors += 1
+            return
+        elapsed_ms = (time.perf_counter() - due) * 1000
+        try:
+            json.loads(answer)
+            readable = True
+        except ValueError:
+            readable = False
+        with lock:
+            report.latencies_ms.append(elapsed_ms)
+            report.statuses[status] += 1
+            report.not_json += not readable
+
+    report.seconds = _at_steady_rate(
+        seconds, rate, lambda n, due: (read, paths[n % len(paths)], due)
+    )
+    return report
+
+
+def _at_steady_rate(seconds: float, rate: float, call: Callable[[int, float], tuple]) -> float:
+    """Start call(n, due) every 1/rate seconds for `seconds` on 32 threads; return the time.
+
+    Open loop: each request leaves at its time, however long earlier ones take.
+    """
     began = time.perf_counter()
     with ThreadPoolExecutor(max_workers=32) as pool:
         for n in range(max(1, round(seconds * rate))):
-            # Open loop: each request leaves at its time, however long earlier ones take.
             due = began + n / rate
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            pool.submit(submit, due)
-    report.seconds = time.perf_counter() - began
-    progress(f"sent {report.requests} submissions; waiting for {len(report.accepted)} jobs")
-    report.unfinished = _wait_for_jobs(api_url, report.accepted, wait_seconds)
-    return report
+            function, *args = call(n, due)
+            pool.submit(function, *args)
+    return time.perf_counter() - began
 
 
 def _post_json(
     local: threading.local, target: SplitResult, path: str, body: bytes
 ) -> tuple[int, bytes]:
     """POST a JSON body on this thread's kept-alive connection; return status and body."""
+    return _request(local, target, "POST", path, body, {"Content-Type": "application/json"})
+
+
+def _request(
+    local: threading.local,
+    target: SplitResult,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
+    """Send a request on this thread's kept-alive connection; return status and body."""
     conn = getattr(local, "conn", None)
     if conn is None:
         kind = (
@@ -141,7 +203,7 @@ def _post_json(
     elif conn.sock is not None and select.select([conn.sock], [], [], 0)[0]:
         conn.close()  # the server closed it while idle (keep-alive timeout): reconnect
     try:
-        conn.request("POST", path, body, {"Content-Type": "application/json"})
+        conn.request(method, path, body, headers or {})
         response = conn.getresponse()
         return response.status, response.read()
     except (OSError, http.client.HTTPException):

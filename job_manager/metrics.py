@@ -5,17 +5,21 @@ Redis) when Prometheus asks, not from counters kept in one manager process: any 
 process gives the same answer, and a restart loses nothing. The histograms are built from
 the pages' rows too (prometheus_client's custom collector API), so their counts are the
 pages that ended. `wordcrawl prune` deletes old rows, which Prometheus sees as a counter
-reset. Each scrape reads the pages table once; pruning keeps that table, and the scrape,
-small.
+reset. A scrape reads the pages table once, and its answer is reused for a few seconds
+by the process that made it (WORDCRAWL_METRICS_CACHE_SECONDS); pruning keeps that table,
+and the scrape, small. Each client may scrape SCRAPES_PER_MINUTE times a minute.
 """
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import redis
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 from kombu.exceptions import OperationalError as KombuOperationalError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (
@@ -33,13 +37,15 @@ from job_tasks.broker import queue_length
 from job_tasks.celeryconfig import QUEUES
 from job_tasks.models import JOB_STATUSES, PAGE_STATUSES, Job, Page
 
-from .extensions import limiter, sessions
+from .extensions import census, limiter, sessions, settings
 
 # Upper bounds (seconds) of the histograms' buckets: a demo page takes about 0.1 s, a slow
 # site seconds, and no task runs past its time limit (120 s by default).
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 ENDED = ("done", "failed")  # the pages a worker ran to an end (skipped ones never ran)
 RATE_WINDOW = timedelta(minutes=1)  # wordcrawl_pages_per_second averages over this
+# Scrapes per client per minute: Prometheus asks every 15 s; a loop asking faster is cut off.
+SCRAPES_PER_MINUTE = 60
 
 bp = Blueprint("metrics", __name__)
 
@@ -132,7 +138,7 @@ class WordcrawlCollector:
         yield task
 
     def from_broker(self) -> Iterator[Metric]:
-        """Task messages waiting in each queue, and the workers that answer a ping."""
+        """Task messages waiting in each queue, and the workers alive in the census."""
         queued = GaugeMetricFamily(
             "wordcrawl_queue_length",
             "Task messages waiting in Redis, not yet taken by a worker.",
@@ -141,12 +147,14 @@ class WordcrawlCollector:
         try:
             for queue in QUEUES:
                 queued.add_metric([queue], queue_length(celery_app, [queue]))
-            replies = celery_app.control.ping(timeout=0.5) or []
+            alive = census().alive()
         except (redis.RedisError, OSError, KombuOperationalError):
             return  # the broker is away: these are left out, the tables' numbers still count
         yield queued
         yield GaugeMetricFamily(
-            "wordcrawl_workers_online", "Workers answering a ping.", value=len(replies)
+            "wordcrawl_workers_online",
+            "Workers whose heartbeat reached the census within WORDCRAWL_RECONCILE_SECONDS.",
+            value=len(alive),
         )
 
 
@@ -154,10 +162,31 @@ registry = CollectorRegistry(auto_describe=False)
 registry.register(WordcrawlCollector())
 
 
+class ScrapeCache:
+    """The latest scrape's text, reused for a few seconds (WORDCRAWL_METRICS_CACHE_SECONDS).
+
+    The lock makes scrapes that arrive together wait for one reading of the tables, so a
+    flood of scrapes costs one scan, however many threads serve it.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.text = b""
+        self.read_at = -math.inf
+
+    def get(self, seconds: float) -> bytes:
+        with self.lock:
+            if time.monotonic() - self.read_at >= seconds:
+                self.text = generate_latest(registry)
+                self.read_at = time.monotonic()
+            return self.text
+
+
 @bp.get("/metrics")
-@limiter.exempt
+@limiter.limit(f"{SCRAPES_PER_MINUTE}/minute")
 def metrics() -> Response:
-    """Answer Prometheus's scrape with every wordcrawl_ metric, read now."""
+    """Answer Prometheus's scrape with every wordcrawl_ metric (at most a few seconds old)."""
+    cache: ScrapeCache = current_app.extensions["wordcrawl_metrics"]
     # content_type, not mimetype: Flask would add a second charset to it, and Prometheus 3
     # refuses a Content-Type with a parameter twice.
-    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    return Response(cache.get(settings().metrics_cache_seconds), content_type=CONTENT_TYPE_LATEST)

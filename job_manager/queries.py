@@ -1,4 +1,4 @@
-"""Read jobs, pages and word counts in the shapes of the API (contract, section 4).
+"""Read jobs, pages and word counts in the shapes of the API (README, "The HTTP API").
 
 The reading end of the flow (database → API, web pages, command line). Everything here
 is a plain SELECT; the numbers a notebook computes with SQL are the numbers shown here.
@@ -34,7 +34,7 @@ PAGE_FIELDS = (
 
 
 def iso(moment: datetime | None) -> str | None:
-    """Write a time as ISO 8601 with its timezone, as the contract asks."""
+    """Write a time as ISO 8601 with its timezone, as the API promises."""
     return moment.isoformat() if moment else None
 
 

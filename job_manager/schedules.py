@@ -1,4 +1,4 @@
-"""Accept, change and read schedules (contract, section 8): what the API and the web share.
+"""Accept, change and read schedules (README, "Schedules"): what the API and the web share.
 
 A submission with a "schedule" becomes a row of `schedules`, not a job; beat and the
 workers start its runs (job_tasks/schedules.py). Reading a schedule gives its runs (ordinary
@@ -11,13 +11,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, literal_column, select, union_all
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from job_tasks.models import Job, Page, Schedule, WordCount
-from job_tasks.schedules import MAX_EVERY_MINUTES, BadSchedule, Timing, timing_of
+from job_tasks.cron import BadSchedule
+from job_tasks.models import Schedule
+from job_tasks.schedules import MAX_EVERY_MINUTES, Timing, timing_of
+from job_tasks.settings import Settings
 from job_tasks.submission import JobRequest
-from job_tasks.words import english_stopwords
 
 from . import queries
 from .errors import ApiError
@@ -25,8 +26,11 @@ from .errors import ApiError
 SCHEDULE_KINDS = ("every_minutes", "cron")
 
 
-def parse_timing(value: Any) -> Timing:
-    """Check a submission's "schedule"; raise ApiError(400) naming the bad field."""
+def parse_timing(value: Any, min_minutes: int) -> Timing:
+    """Check a submission's "schedule"; raise ApiError(400) naming the bad field.
+
+    Two runs may come no closer than `min_minutes` (WORDCRAWL_MIN_SCHEDULE_MINUTES).
+    """
     field = "schedule"
     if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in SCHEDULE_KINDS:
         raise ApiError(
@@ -45,25 +49,49 @@ def parse_timing(value: Any) -> Timing:
             raise ApiError(
                 400,
                 "invalid_value",
-                f"every_minutes must be a whole number from 1 to {MAX_EVERY_MINUTES}",
+                f"every_minutes must be a whole number from {min_minutes} to {MAX_EVERY_MINUTES}",
                 f"{field}.every_minutes",
             )
-        return Timing(every_minutes=given)
-    if not isinstance(given, str) or len(given) > 200:
-        raise ApiError(400, "invalid_value", "cron must be a string", f"{field}.cron")
-    line = " ".join(given.split())
+        timing = Timing(every_minutes=given)
+    else:
+        if not isinstance(given, str) or len(given) > 200:
+            raise ApiError(400, "invalid_value", "cron must be a string", f"{field}.cron")
+        timing = Timing(cron=" ".join(given.split()))
     try:
-        Timing(cron=line).first_run(datetime.now(UTC))
+        gap = timing.shortest_gap()
     except BadSchedule as err:
         raise ApiError(400, "invalid_value", str(err), f"{field}.cron") from err
-    return Timing(cron=line)
+    if gap < min_minutes:
+        minutes = f"{gap} minute{'' if gap == 1 else 's'}"
+        runs = (
+            f"runs every {minutes}"
+            if kind == "every_minutes"
+            else f"runs of this cron line can come {minutes} apart"
+        )
+        raise ApiError(
+            400,
+            "invalid_value",
+            f"{runs}: closer than this server allows (at least {min_minutes} minutes "
+            "between two runs of a schedule)",
+            f"{field}.{kind}",
+        )
+    return timing
 
 
 def create_schedule(
-    sessions: sessionmaker[Session], job: JobRequest, timing: Timing
+    sessions: sessionmaker[Session],
+    job: JobRequest,
+    timing: Timing,
+    client_key: str,
+    settings: Settings,
 ) -> dict[str, Any]:
-    """Record a schedule of a checked job; its first run is due at once (or at the cron)."""
+    """Record a schedule of a checked job; its first run is due at once (or at the cron).
+
+    Raises ApiError(429) when its client already keeps WORDCRAWL_MAX_SCHEDULES_PER_CLIENT
+    active schedules; nothing is written then.
+    """
     with sessions.begin() as session:
+        _refuse_past_the_cap(session, client_key, settings.max_schedules_per_client)
         schedule = Schedule(
             id=uuid.uuid4(),
             urls=job.urls,
@@ -73,10 +101,35 @@ def create_schedule(
             cron=timing.cron,
             paused=False,
             next_run_at=timing.first_run(datetime.now(UTC)),
+            owner_token_hash=job.owner_token_hash,
+            client_key=client_key,
         )
         session.add(schedule)
         session.flush()
         return describe(schedule)
+
+
+def _refuse_past_the_cap(session: Session, client_key: str | None, cap: int) -> None:
+    """Raise ApiError(429) if this client keeps `cap` active schedules already.
+
+    A lock per client, held to the end of the transaction, makes two requests at once
+    count one after the other, so neither slips past the cap.
+    """
+    if client_key is None:  # made before clients were counted: nobody to count it against
+        return
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(client_key, 0))))
+    active = session.scalar(
+        select(func.count())
+        .select_from(Schedule)
+        .where(Schedule.client_key == client_key, Schedule.paused.is_(False))
+    )
+    if active >= cap:
+        raise ApiError(
+            429,
+            "too_many_schedules",
+            f"you already have {active} active schedules, the most one client may keep "
+            f"here ({cap}): pause or delete one first",
+        )
 
 
 def describe(schedule: Schedule) -> dict[str, Any]:
@@ -92,6 +145,9 @@ def describe(schedule: Schedule) -> dict[str, Any]:
         "created_at": queries.iso(schedule.created_at),
         "next_run_at": None if schedule.paused else queries.iso(schedule.next_run_at),
         "last_run_at": queries.iso(schedule.last_run_at),
+        # Periods that came while the previous run was still open, and were not run.
+        "runs_skipped": schedule.runs_skipped or 0,
+        "last_skipped_at": queries.iso(schedule.last_skipped_at),
     }
 
 
@@ -110,17 +166,19 @@ def get_schedule(session: Session, schedule_id: uuid.UUID) -> dict[str, Any] | N
 
 
 def set_paused(
-    sessions: sessionmaker[Session], schedule_id: uuid.UUID, paused: bool
+    sessions: sessionmaker[Session], schedule_id: uuid.UUID, paused: bool, cap: int
 ) -> dict[str, Any] | None:
     """Pause or resume a schedule; None if there is no such schedule.
 
     The row is locked, so a tick claiming a run waits for this (and then sees it paused).
+    Resuming counts against its client's `cap` of active schedules (ApiError 429 beyond).
     """
     with sessions.begin() as session:
         schedule = session.get(Schedule, schedule_id, with_for_update=True)
         if schedule is None:
             return None
-        if schedule.paused and not paused:
+        if schedule.paused and not paused:  # active again: it counts against the cap
+            _refuse_past_the_cap(session, schedule.client_key, cap)
             schedule.next_run_at = timing_of(schedule).resume_at(
                 schedule.next_run_at, datetime.now(UTC)
             )
@@ -138,50 +196,3 @@ def delete_schedule(sessions: sessionmaker[Session], schedule_id: uuid.UUID) -> 
         described = describe(schedule)
         session.execute(delete(Schedule).where(Schedule.id == schedule_id))
         return described
-
-
-def run_ids(
-    session: Session, schedule_id: uuid.UUID, limit: int, status: str | None = None
-) -> list[uuid.UUID]:
-    """Return the ids of a schedule's runs (those with this status, if given), newest first."""
-    query = select(Job.id).where(Job.schedule_id == schedule_id)
-    if status is not None:
-        query = query.where(Job.status == status)
-    return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit)))
-
-
-def word_changes(
-    session: Session, from_job: uuid.UUID, to_job: uuid.UUID, limit: int, stopwords: bool
-) -> list[dict[str, Any]]:
-    """Return the words whose count changed most from one job to another.
-
-    A word counted in only one of them counts 0 in the other; the largest absolute change
-    comes first, ties by word.
-    """
-    counts = [
-        select(
-            WordCount.word.label("word"),
-            (WordCount.count if job == from_job else literal_column("0")).label("from_count"),
-            (WordCount.count if job == to_job else literal_column("0")).label("to_count"),
-        )
-        .join(Page, Page.id == WordCount.page_id)
-        .where(Page.job_id == job, Page.status == "done")
-        for job in (from_job, to_job)
-    ]
-    both = union_all(*counts).subquery()
-    from_count = func.sum(both.c.from_count)
-    to_count = func.sum(both.c.to_count)
-    change = to_count - from_count
-    query = (
-        select(both.c.word, from_count, to_count, change)
-        .group_by(both.c.word)
-        .having(change != 0)
-        .order_by(func.abs(change).desc(), both.c.word.collate("C"))
-        .limit(limit)
-    )
-    if not stopwords:
-        query = query.where(both.c.word.not_in(sorted(english_stopwords())))
-    return [
-        {"word": word, "from_count": int(a), "to_count": int(b), "change": int(c)}
-        for word, a, b, c in session.execute(query)
-    ]

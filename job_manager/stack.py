@@ -30,6 +30,7 @@ from job_tasks.settings import Settings, format_allowed_hosts
 from job_viewer import flower_command
 from job_worker import beat_command, worker_command
 
+from . import state_secrets
 from .services import (
     ServerProcess,
     ServiceError,
@@ -39,6 +40,7 @@ from .services import (
     free_port,
     port_is_free,
     port_open,
+    redis_maxmemory,
     wait_until,
 )
 
@@ -142,7 +144,6 @@ class Stack:
         """Start everything, print where it is, and wait for Ctrl-C (or SIGTERM)."""
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         signal.signal(signal.SIGUSR1, self._ask_rescale)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         exit_code = 0
         try:
             self._start()
@@ -158,15 +159,27 @@ class Stack:
             raise SystemExit(exit_code)
 
     def _start(self) -> None:
+        # The state folder holds passwords: only its owner may enter it (0700).
+        secrets_kept = state_secrets.load_or_make(self.state_dir)
+        self.log_dir.mkdir(exist_ok=True)
         if not port_is_free(self.port):
             raise ServiceError(f"port {self.port} is taken: choose another with --port")
         flower_port = int(os.environ.get("FLOWER_PORT", "5555"))
         if not port_is_free(flower_port):
             raise ServiceError(f"Flower's port {flower_port} is taken: set FLOWER_PORT")
 
-        redis_server = embedded_redis_for(self.settings.broker_url, self.state_dir / "redis")
+        redis_server = embedded_redis_for(
+            self.settings.broker_url,
+            self.state_dir / "redis",
+            secrets_kept["redis_password"],
+            self.settings.redis_maxmemory,
+        )
         broker_url = self._start_server(redis_server) or self.settings.broker_url
-        pg_server = embedded_postgres_for(self.settings.database_url, self.state_dir / "postgres")
+        pg_server = embedded_postgres_for(
+            self.settings.database_url,
+            self.state_dir / "postgres",
+            secrets_kept["postgres_password"],
+        )
         database_url = self._start_server(pg_server) or self.settings.database_url
 
         # The demo site: where asked, else 8001 when free, else any free port.
@@ -177,6 +190,8 @@ class Stack:
             raise ServiceError(f"the demo site's port {demo_port} is taken: use --demo-port")
         allowed = self.settings.allowed_hosts | {("127.0.0.1", demo_port), ("localhost", demo_port)}
         flower_auth = os.environ.get("FLOWER_BASIC_AUTH") or f"admin:{secrets.token_urlsafe(12)}"
+        # The instructor's password stays the same from one start to the next (secrets.json).
+        admin_password = self.settings.admin_password or secrets_kept["admin_password"]
         manager_url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
@@ -186,6 +201,7 @@ class Stack:
             "WORDCRAWL_ALLOWED_HOSTS": format_allowed_hosts(frozenset(allowed)),
             "WORDCRAWL_API_URL": manager_url,
             "FLOWER_BASIC_AUTH": flower_auth,
+            "WORDCRAWL_ADMIN_PASSWORD": admin_password,
         }
 
         cli = [sys.executable, "-m", "job_manager"]
@@ -217,9 +233,11 @@ class Stack:
             f"  web form      {manager_url}/\n"
             f"  JSON API      {manager_url}/api/jobs   (health: {manager_url}/api/health)\n"
             f"  Flower        http://127.0.0.1:{flower_port}/   user {user}  password {password}\n"
+            f"  instructor    user admin  password {admin_password}   (may cancel any job)\n"
             f"  demo site     http://127.0.0.1:{demo_port}/   (the only site up lets workers "
             "fetch on this machine; try it in the form)\n"
             f"  broker        {describe(broker_url)}{_origin(redis_server)}\n"
+            f"{_unbounded_note(broker_url) if redis_server is None else ''}"
             f"  database      {describe(database_url)}{_origin(pg_server)}\n"
             f"  workers       {', '.join(self.worker_names())}   "
             "(more: wordcrawl workers add; fewer: wordcrawl workers remove)\n"
@@ -378,7 +396,17 @@ def _answers(url: str) -> bool:
 def _origin(server: ServerProcess | None) -> str:
     if server is None:
         return "   (already running)"
-    return f"   (started by wordcrawl up; data in {server.data_dir})"
+    return f"   (started by wordcrawl up; data in {server.data_location})"
+
+
+def _unbounded_note(broker_url: str) -> str:
+    """Say so when a Redis we did not start has no maxmemory (nothing when it will not say)."""
+    if redis_maxmemory(broker_url) != 0:
+        return ""
+    return (
+        "                (this Redis has no maxmemory: once full, it takes no more tasks; "
+        'README, "The two commands")\n'
+    )
 
 
 def _how_it_ended(returncode: int) -> str:

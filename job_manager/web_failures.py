@@ -1,8 +1,9 @@
-"""The dead-letter web page (contract, section 8): failed pages across jobs, and retries.
+"""The dead-letter web page (README, "Dead letters"): failed pages across jobs, and retries.
 
 `/failures` lists the pages that ended failed, newest first, with their error, attempts
 and history, and the jobs that have some; each has a "retry" button (a CSRF-protected
-form, like a job's cancel), as has a job's page when it has failed pages. A retry goes
+form, like a job's cancel) for those who may retry it, as has a job's page when it has
+failed pages. A retry goes
 back to the page its button was on, with a flashed message saying what happened.
 """
 
@@ -13,7 +14,8 @@ from werkzeug.wrappers import Response
 
 from . import failures
 from .errors import ApiError
-from .extensions import sessions, settings
+from .extensions import sessions, settings, submissions_limit
+from .owners import changeable_jobs, require_job_owner
 from .web import uuid_or_404
 
 PAGES_SHOWN = 100
@@ -27,17 +29,25 @@ def failures_page() -> str:
     with sessions()() as session:
         pages = failures.failed_pages(session, PAGES_SHOWN)
         jobs = failures.jobs_with_failures(session, JOBS_SHOWN)
-    return render_template("failures.html", pages=pages, jobs=jobs, pages_shown=PAGES_SHOWN)
+        listed = [job["job_id"] for job in jobs] + [page["job_id"] for page in pages]
+        changeable = changeable_jobs(session, listed)
+    return render_template(
+        "failures.html", pages=pages, jobs=jobs, pages_shown=PAGES_SHOWN, changeable=changeable
+    )
 
 
 @bp.post("/jobs/<job_id>/retry")
+@submissions_limit
 def retry(job_id: str) -> Response:
-    """Queue a job's failed pages again (only `url`'s, if the form names one)."""
+    """Queue a job's failed pages again (only `url`'s, if the form names one).
+
+    Only the browser that submitted the job, or the instructor, may (else a 403 page).
+    """
     url = request.form.get("url")
+    job_uuid = uuid_or_404(job_id)
+    require_job_owner(job_uuid)
     try:
-        count = failures.retry_pages(
-            sessions(), uuid_or_404(job_id), [url] if url else None, settings()
-        )
+        count = failures.retry_pages(sessions(), job_uuid, [url] if url else None, settings())
     except ApiError as refused:  # the page or job is not in a state to retry: say why
         flash(refused.message, "error")
     else:

@@ -2,8 +2,8 @@
 
 A schedule is made by the submit form (web.py) when "repeat" is filled in; its page lists
 its runs (links to their job pages), pauses, resumes or deletes it (CSRF-protected forms,
-like a job's cancel), and shows the words that rose or fell most between its two newest
-done runs.
+like a job's cancel; shown only to the browser that made it and to the instructor), and
+shows the words that rose or fell most between its two newest done runs.
 """
 
 from __future__ import annotations
@@ -16,17 +16,16 @@ from werkzeug.wrappers import Response
 
 from job_tasks.schedules import Timing
 
-from . import queries
+from . import owners, queries
 from .errors import ApiError
-from .extensions import sessions
+from .extensions import sessions, settings
+from .runs import run_ids, word_changes
 from .schedules import (
     delete_schedule,
     get_schedule,
     list_schedules,
     parse_timing,
-    run_ids,
     set_paused,
-    word_changes,
 )
 
 RUNS_SHOWN = 50
@@ -35,7 +34,7 @@ CHANGES_SHOWN = 20
 bp = Blueprint("web_schedules", __name__)
 
 
-def form_timing(form: Mapping[str, str]) -> Timing | None:
+def form_timing(form: Mapping[str, str], min_minutes: int) -> Timing | None:
     """Read the submit form's "repeat" fields: a checked Timing, or None to crawl once."""
     minutes = form.get("every_minutes", "").strip()
     cron = form.get("cron", "").strip()
@@ -44,14 +43,14 @@ def form_timing(form: Mapping[str, str]) -> Timing | None:
             400, "invalid_value", "repeat every N minutes or on a cron line, not both", "schedule"
         )
     if cron:
-        return parse_timing({"cron": cron})
+        return parse_timing({"cron": cron}, min_minutes)
     if not minutes:
         return None
     if not (minutes.isascii() and minutes.isdigit()) or len(minutes) > 12:
         raise ApiError(
             400, "invalid_value", "minutes must be a whole number", "schedule.every_minutes"
         )
-    return parse_timing({"every_minutes": int(minutes)})
+    return parse_timing({"every_minutes": int(minutes)}, min_minutes)
 
 
 @bp.get("/schedules")
@@ -68,6 +67,7 @@ def schedule(schedule_id: str) -> str:
         found = get_schedule(session, schedule_uuid)
         if found is None:
             abort(404)
+        may_change = owners.may_change(owners.schedule_owner(session, schedule_uuid))
         runs = queries.recent_jobs(session, RUNS_SHOWN, schedule_uuid)
         newest = run_ids(session, schedule_uuid, 2, status="done")
         changes = (
@@ -81,6 +81,7 @@ def schedule(schedule_id: str) -> str:
         runs=runs,
         compared=[str(job_id) for job_id in reversed(newest)],
         changes=changes,
+        may_change=may_change,
     )
 
 
@@ -96,13 +97,17 @@ def resume(schedule_id: str) -> Response:
 
 @bp.post("/schedules/<schedule_id>/delete")
 def delete(schedule_id: str) -> Response:
+    owners.require_schedule_owner(_schedule_uuid(schedule_id))
     if delete_schedule(sessions(), _schedule_uuid(schedule_id)) is None:
         abort(404)
     return redirect(url_for("web_schedules.schedules"), code=303)
 
 
 def _set_paused(schedule_id: str, paused: bool) -> Response:
-    if set_paused(sessions(), _schedule_uuid(schedule_id), paused) is None:
+    """Pause or resume: the browser that made the schedule, or the instructor."""
+    owners.require_schedule_owner(_schedule_uuid(schedule_id))
+    cap = settings().max_schedules_per_client
+    if set_paused(sessions(), _schedule_uuid(schedule_id), paused, cap) is None:
         abort(404)
     return redirect(url_for("web_schedules.schedule", schedule_id=schedule_id), code=303)
 

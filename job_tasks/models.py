@@ -73,6 +73,10 @@ class Job(Base):
     # A plain column, no foreign key: a run is kept, with this id, when its schedule is
     # deleted, so its history can still be grouped.
     schedule_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    # sha256 (hex) of the secret the submitter was given once; who shows the secret may
+    # cancel or retry the job. Null for a job submitted from the web form (the browser's
+    # session remembers it) or before owners existed. A run gets its schedule's.
+    owner_token_hash: Mapped[str | None] = mapped_column(Text)
 
 
 class Schedule(Base):
@@ -87,6 +91,7 @@ class Schedule(Base):
         CheckConstraint("(every_minutes IS NULL) <> (cron IS NULL)", name="schedules_one_timing"),
         CheckConstraint("every_minutes IS NULL OR every_minutes >= 1", name="schedules_minutes"),
         Index("schedules_due", "next_run_at", postgresql_where="NOT paused"),
+        Index("schedules_active_per_client", "client_key", postgresql_where="NOT paused"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -99,6 +104,14 @@ class Schedule(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     next_run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Due periods not run because the previous run was still open (queued or running).
+    runs_skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_skipped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # As jobs.owner_token_hash; its runs get it too.
+    owner_token_hash: Mapped[str | None] = mapped_column(Text)
+    # Who made it, for the cap of active schedules per client: a keyed hash of the client's
+    # address, never the address itself.
+    client_key: Mapped[str | None] = mapped_column(Text)
 
 
 class JobUrl(Base):

@@ -9,27 +9,32 @@ through and the other matches nothing, so each period starts exactly one job, an
 exists exactly when its period was claimed. Its first pages are then sent like any job's
 (submission.py); should the broker refuse them, the reconciler sends them later.
 
+A period that comes due while the schedule's previous run is still open (queued or
+running) is claimed the same way but starts no job: the skip is counted on the schedule
+(`runs_skipped`, `last_skipped_at`), so a slow site is never crawled twice at once.
+
 Times are UTC. A schedule repeats every N minutes (the first run at once) or on a cron
 line "m h dom mon dow" (the first run at the next matching minute); periods missed while
 nothing ran (beat stopped, schedule paused) are not made up, only the latest one runs.
+How often it may run has a floor (WORDCRAWL_MIN_SCHEDULE_MINUTES): `Timing.shortest_gap`
+says how close two runs can come, a cron line's computed from its fields (cron.py).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from celery.schedules import ParseException, crontab, crontab_parser
 from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .celery_app import app
+from .cron import cron_next, cron_shortest_gap
 from .db import get_sessionmaker
-from .models import Schedule
+from .models import OPEN_JOB_STATUSES, Job, Schedule
 from .settings import get_settings
 from .submission import JobRequest, write_job
 from .tasks import enqueue_pages
@@ -38,25 +43,6 @@ log = logging.getLogger(__name__)
 
 DUE_BATCH = 100  # schedules started per tick at most; the next tick takes the rest
 MAX_EVERY_MINUTES = 366 * 24 * 60  # a year
-# A cron line's five fields, in cron's order, as (crontab's keyword, highest, lowest).
-CRON_FIELDS = (
-    ("minute", 59, 0),
-    ("hour", 23, 0),
-    ("day_of_month", 31, 1),
-    ("month_of_year", 12, 1),
-    ("day_of_week", 6, 0),
-)
-# Numbers, *, ranges, lists and steps; day names (mon-fri) only in the last field.
-NUMERIC_FIELD = re.compile(r"[0-9*,/-]+")
-DAY_FIELD = re.compile(r"[0-9a-zA-Z*,/-]+")
-
-
-class BadSchedule(ValueError):
-    """A schedule that cannot run: the message says why, `field` where."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -84,6 +70,12 @@ class Timing:
         missed = max(0, (now - due) // period)
         return due + period * (missed + 1)
 
+    def shortest_gap(self, today: date | None = None) -> int:
+        """Return the fewest minutes that can separate two runs (exact, or a bit less)."""
+        if self.every_minutes is not None:
+            return self.every_minutes
+        return cron_shortest_gap(self.cron or "", today or datetime.now(UTC).date())
+
     def resume_at(self, next_run_at: datetime, now: datetime) -> datetime:
         """Return the next run of a schedule unpaused now.
 
@@ -93,45 +85,6 @@ class Timing:
         if self.every_minutes is not None or next_run_at > now:
             return next_run_at
         return cron_next(self.cron or "", now)
-
-
-def parse_cron(line: str) -> crontab:
-    """Read "m h dom mon dow" into Celery's crontab; raise BadSchedule naming the field."""
-    parts = line.split()
-    if len(parts) != len(CRON_FIELDS):
-        raise BadSchedule(
-            "a cron line has 5 fields: minute hour day-of-month month day-of-week", "cron"
-        )
-    fields: dict[str, str] = {}
-    for (name, highest, lowest), part in zip(CRON_FIELDS, parts, strict=True):
-        allowed = DAY_FIELD if name == "day_of_week" else NUMERIC_FIELD
-        label = name.replace("_", " ")
-        if not allowed.fullmatch(part):
-            raise BadSchedule(f"cron {label} {part!r} is not a cron field", "cron")
-        try:
-            values = crontab_parser(highest - lowest + 1, lowest).parse(part)
-        except (ValueError, ParseException) as err:
-            raise BadSchedule(f"cron {label} {part!r}: {err}", "cron") from err
-        if not values or not all(lowest <= value <= highest for value in values):
-            raise BadSchedule(f"cron {label} must be from {lowest} to {highest}", "cron")
-        fields[name] = part
-    # Celery's crontab takes its arguments in another order than a cron line: name them.
-    try:
-        schedule = crontab(app=app, **fields)
-        _next_of(schedule, datetime.now(UTC))
-    except ValueError as err:  # e.g. day 31 of February: it never comes
-        raise BadSchedule(f"cron {line!r}: {err}", "cron") from err
-    return schedule
-
-
-def cron_next(line: str, after: datetime) -> datetime:
-    """Return the first minute after `after` that a cron line matches."""
-    return _next_of(parse_cron(line), after)
-
-
-def _next_of(schedule: crontab, after: datetime) -> datetime:
-    last, forward, _ = schedule.remaining_delta(after.astimezone(UTC))
-    return (last + forward).astimezone(UTC)
 
 
 def timing_of(schedule: Schedule) -> Timing:
@@ -172,13 +125,23 @@ def start_due(
 def start_run(
     sessions: sessionmaker[Session], schedule: Schedule, now: datetime, in_broker: int
 ) -> uuid.UUID | None:
-    """Claim a schedule's due period and start its run; None if someone claimed it first.
+    """Claim a schedule's due period and start its run; None if someone claimed it first,
+    or if the previous run is still open (the period is then claimed as skipped).
 
     The claim and the job are one transaction: a run exists exactly when its period was
     claimed, and the period's due time, read before, is what makes the claim exclusive.
     """
     due = schedule.next_run_at
     with sessions.begin() as session:
+        still_open = session.scalar(
+            select(
+                exists().where(Job.schedule_id == schedule.id, Job.status.in_(OPEN_JOB_STATUSES))
+            )
+        )
+        if still_open:
+            outcome = {"runs_skipped": Schedule.runs_skipped + 1, "last_skipped_at": now}
+        else:
+            outcome = {"last_run_at": now}
         claimed = session.execute(
             update(Schedule)
             .where(
@@ -186,12 +149,17 @@ def start_run(
                 Schedule.next_run_at == due,
                 Schedule.paused.is_(False),
             )
-            .values(next_run_at=timing_of(schedule).next_run(due, now), last_run_at=now)
-            .returning(Schedule.urls, Schedule.depth, Schedule.max_pages)
+            .values(next_run_at=timing_of(schedule).next_run(due, now), **outcome)
+            .returning(Schedule.urls, Schedule.depth, Schedule.max_pages, Schedule.owner_token_hash)
         ).first()
         if claimed is None:  # another tick or another beat started this period
             return None
-        request = JobRequest(list(claimed.urls), claimed.depth, claimed.max_pages)
+        if still_open:
+            log.info("schedule %s: previous run still open, %s skipped", schedule.id, due)
+            return None
+        request = JobRequest(
+            list(claimed.urls), claimed.depth, claimed.max_pages, claimed.owner_token_hash
+        )
         job_id, pages = write_job(session, request, in_broker, schedule.id)
     log.info("schedule %s: run %s for %s", schedule.id, job_id, due.isoformat())
     try:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key"
+# Every secret of .env.example starts so: a deployment still holding one was never set up.
+PLACEHOLDER_PREFIX = "change-me"
 
 
 class SettingsError(ValueError):
@@ -36,6 +39,19 @@ class Settings:
     secret_key: str = DEVELOPMENT_SECRET_KEY
     submissions_per_minute: int = 30  # per client address, shared across manager processes
     max_request_bytes: int = 256 * 1024  # 100 URLs of 2,048 characters fit with room to spare
+    # The instructor's password (user "admin"), who may cancel, retry, pause and delete
+    # anyone's jobs and schedules; empty: nobody can log in as the instructor.
+    admin_password: str = ""
+    # Schedules: the shortest gap between two runs, so one student cannot crawl a site
+    # every minute forever, and the active (not paused) schedules one client may keep.
+    min_schedule_minutes: int = 10
+    max_schedules_per_client: int = 5
+    # Every SQL statement of the web side ends within this, so one slow query cannot hold
+    # the manager's threads (the workers' statements are not bounded by it).
+    statement_timeout_ms: int = 5000
+    # /metrics is computed at most once per this many seconds per manager process, so a
+    # flood of scrapes costs one scan of the pages table (0: every scrape reads the tables).
+    metrics_cache_seconds: int = 5
 
     # What a job may ask for (contract, section 2).
     max_urls_per_job: int = 100
@@ -85,6 +101,9 @@ class Settings:
 
     # `wordcrawl up`.
     state_dir: str = ".wordcrawl"
+    # The memory its own Redis may use (redis.conf units); past it, keys with a TTL (caches)
+    # are evicted first, so a flood of cached answers cannot stop the task queue.
+    redis_maxmemory: str = "256mb"
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -99,6 +118,32 @@ class Settings:
     def allows_host(self, host: str, port: int) -> bool:
         """Say whether host:port is let past the address guard by WORDCRAWL_ALLOWED_HOSTS."""
         return (host.lower().strip("[]"), port) in self.allowed_hosts
+
+    def placeholder_secrets(self) -> list[str]:
+        """Name the variables whose secret is still a placeholder of .env.example."""
+        return [
+            name
+            for name, secret in (
+                ("SECRET_KEY", self.secret_key),
+                ("WORDCRAWL_ADMIN_PASSWORD", self.admin_password),
+                ("CELERY_BROKER_URL", _url_password(self.broker_url)),
+                ("DATABASE_URL", _url_password(self.database_url)),
+                ("CELERY_RESULT_BACKEND", _url_password(self.result_backend)),
+            )
+            if is_placeholder(secret)
+        ]
+
+    def refuse_placeholder_secrets(self) -> None:
+        """Raise SettingsError in production while a secret still holds a placeholder."""
+        if self.environment == "development":
+            return
+        found = self.placeholder_secrets()
+        if found:
+            raise SettingsError(
+                f"{', '.join(found)} still hold{'s' if len(found) == 1 else ''} a placeholder "
+                f"of .env.example (a value starting {PLACEHOLDER_PREFIX!r}): set a secret of "
+                f"your own before running with WORDCRAWL_ENV={self.environment}"
+            )
 
     def with_overrides(self, **changes: object) -> Settings:
         """Return a copy with some settings changed (used by tests and `wordcrawl up`)."""
@@ -121,6 +166,19 @@ class Settings:
             ),
             max_request_bytes=read.integer(
                 "WORDCRAWL_MAX_REQUEST_BYTES", cls.max_request_bytes, minimum=1
+            ),
+            admin_password=read.text("WORDCRAWL_ADMIN_PASSWORD", cls.admin_password),
+            min_schedule_minutes=read.integer(
+                "WORDCRAWL_MIN_SCHEDULE_MINUTES", cls.min_schedule_minutes, minimum=1
+            ),
+            max_schedules_per_client=read.integer(
+                "WORDCRAWL_MAX_SCHEDULES_PER_CLIENT", cls.max_schedules_per_client, minimum=1
+            ),
+            statement_timeout_ms=read.integer(
+                "WORDCRAWL_STATEMENT_TIMEOUT_MS", cls.statement_timeout_ms, minimum=1
+            ),
+            metrics_cache_seconds=read.integer(
+                "WORDCRAWL_METRICS_CACHE_SECONDS", cls.metrics_cache_seconds
             ),
             max_urls_per_job=read.integer(
                 "WORDCRAWL_MAX_URLS_PER_JOB", cls.max_urls_per_job, minimum=1
@@ -167,6 +225,7 @@ class Settings:
                 "WORDCRAWL_RESULT_EXPIRES_DAYS", cls.result_expires_days
             ),
             state_dir=read.text("WORDCRAWL_STATE_DIR", cls.state_dir),
+            redis_maxmemory=read.memory("WORDCRAWL_REDIS_MAXMEMORY", cls.redis_maxmemory),
         )
         if settings.environment != "development" and settings.secret_key == DEVELOPMENT_SECRET_KEY:
             raise SettingsError(
@@ -180,6 +239,19 @@ class Settings:
 def get_settings() -> Settings:
     """Return the settings of this process, read once from its environment."""
     return Settings.from_env()
+
+
+def is_placeholder(secret: str | None) -> bool:
+    """Say whether a secret is one of .env.example's placeholders (they start "change-me")."""
+    return bool(secret) and secret.strip().lower().startswith(PLACEHOLDER_PREFIX)
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # not a URL a password can be read from: nothing to compare
+        return None
+    return None if password is None else unquote(password)
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -245,6 +317,14 @@ class _Reader:
         if not math.isfinite(value) or value <= 0:
             raise SettingsError(f"{name} must be a number above zero, not {raw!r}")
         return value
+
+    def memory(self, name: str, default: str) -> str:
+        raw = self.env.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if not re.fullmatch(r"\d+(b|k|kb|m|mb|g|gb)?", raw):
+            raise SettingsError(f"{name} must be a size such as 256mb or 1gb, not {raw!r}")
+        return raw
 
     def flag(self, name: str, default: bool) -> bool:
         raw = self.env.get(name, "").strip().lower()

@@ -27,8 +27,8 @@ from .tasks import enqueue_pages
 INSERT_JOB = text(
     """
     WITH job AS (
-        INSERT INTO jobs (id, status, depth, max_pages, schedule_id)
-        VALUES (:job_id, 'queued', :depth, :max_pages, :schedule_id)
+        INSERT INTO jobs (id, status, depth, max_pages, schedule_id, owner_token_hash)
+        VALUES (:job_id, 'queued', :depth, :max_pages, :schedule_id, :owner_token_hash)
     ), seeds AS (
         INSERT INTO job_urls (job_id, position, url)
         SELECT :job_id, position - 1, url
@@ -45,11 +45,13 @@ INSERT_JOB = text(
 
 @dataclass(frozen=True)
 class JobRequest:
-    """A checked submission: seed URLs (normalised, without repeats), depth, max_pages."""
+    """A checked submission: seed URLs (normalised, without repeats), depth, max_pages,
+    and the hash of its owner's token (None: no token was given out)."""
 
     urls: list[str]
     depth: int
     max_pages: int
+    owner_token_hash: str | None = None
 
 
 def start_job(
@@ -99,6 +101,7 @@ def write_job(
             "depth": job.depth,
             "max_pages": job.max_pages,
             "schedule_id": schedule_id,
+            "owner_token_hash": job.owner_token_hash,
             "urls": job.urls,
             "task_ids": task_ids_for(min(len(job.urls), in_broker), pages_per_message(in_broker)),
         },

@@ -2,10 +2,12 @@
 
 Flower applies FLOWER_* environment variables first, then this file, then the command
 line; so this file sets only what every deployment wants, and refuses to start Flower
-without credentials.
+without credentials, or in production with the placeholder password of .env.example.
 """
 
 from tornado.options import options
+
+from job_tasks.settings import get_settings, is_placeholder
 
 # Keep the task history across restarts, saving every 10 s, not only on a clean stop.
 persistent = True
@@ -21,4 +23,12 @@ if not (options.basic_auth or options.auth):
     raise SystemExit(
         "Flower must not run without a password: set FLOWER_BASIC_AUTH=user:password "
         "(`wordcrawl up` makes one for you)."
+    )
+# In production, a password copied from .env.example is no password.
+if get_settings().environment != "development" and any(
+    is_placeholder(login.partition(":")[2]) for login in options.basic_auth or []
+):
+    raise SystemExit(
+        "FLOWER_BASIC_AUTH still holds the placeholder password of .env.example: set a "
+        "password of your own before running Flower in production."
     )

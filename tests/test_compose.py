@@ -29,7 +29,7 @@ import yaml
 from job_manager import create_app
 from job_manager.cli import main as wordcrawl_cli
 from job_tasks.celeryconfig import HOUSEKEEPING_QUEUE, QUEUES
-from job_tasks.settings import Settings
+from job_tasks.settings import Settings, SettingsError
 from job_worker.command import worker_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +112,13 @@ def test_every_env_example_variable_is_explained_by_a_comment():
 
 
 def test_env_example_placeholders_say_change_me():
-    secrets = {"REDIS_PASSWORD", "POSTGRES_PASSWORD", "SECRET_KEY", "FLOWER_BASIC_AUTH"}
+    secrets = {
+        "REDIS_PASSWORD",
+        "POSTGRES_PASSWORD",
+        "SECRET_KEY",
+        "FLOWER_BASIC_AUTH",
+        "WORDCRAWL_ADMIN_PASSWORD",
+    }
     values = env_example()
     for name in secrets:
         assert "change-me" in values[name], f"{name} in .env.example must be a placeholder"
@@ -289,6 +295,10 @@ def test_published_ports(services):
 def test_broker_keeps_tasks_and_asks_a_password(services):
     command = items(section(services["job_broker"], "command"))
     assert command[:3] == ["redis-server", "--appendonly", "yes"]
+    # Bounded: caches (keys with a TTL) give way before task messages do.
+    maxmemory = env_example()["WORDCRAWL_REDIS_MAXMEMORY"]
+    assert command[command.index("--maxmemory") + 1] == maxmemory == Settings().redis_maxmemory
+    assert command[command.index("--maxmemory-policy") + 1] == "volatile-lru"
     password = env_example()["REDIS_PASSWORD"]
     assert command[command.index("--requirepass") + 1] == password
     assert any(
@@ -316,6 +326,19 @@ def test_flower_gets_its_password_and_nobody_else_does(services):
             assert environ["FLOWER_BASIC_AUTH"] == env_example()["FLOWER_BASIC_AUTH"]
         else:
             assert "FLOWER_BASIC_AUTH" not in environ, name
+
+
+def test_the_manager_gets_the_instructor_password_and_nobody_else_does(services):
+    for name, block in services.items():
+        environ = mapping(section(block, "environment"))
+        if name == "job_manager":
+            password = env_example()["WORDCRAWL_ADMIN_PASSWORD"]
+            assert environ["WORDCRAWL_ADMIN_PASSWORD"] == password
+            # The placeholder itself: the manager refuses to start with it in production.
+            with pytest.raises(SettingsError, match="WORDCRAWL_ADMIN_PASSWORD"):
+                Settings.from_env(environ).refuse_placeholder_secrets()
+        else:
+            assert "WORDCRAWL_ADMIN_PASSWORD" not in environ, name
 
 
 def test_workers_scale_with_their_own_node_names(services):

@@ -64,12 +64,16 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     started: list = []
     base_redis = os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")
     if not redis_answers(base_redis):
-        server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), free_port())
+        # As `wordcrawl up`'s: a password of its own, and bounded memory.
+        redis_dir = tmp_path_factory.mktemp("redis")
+        server = EmbeddedRedis(redis_dir, free_port(), maxmemory=Settings().redis_maxmemory)
         server.start()
         started.append(server)
         base_redis = server.url
     base_pg = os.environ.get("DATABASE_URL", "postgresql://postgres@localhost:5432/postgres")
     if not postgres_answers(base_pg):
+        # As root, its data goes to a folder of its system user's under /tmp (not here,
+        # where that user cannot reach): discard() removes it at the end.
         server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), "postgres")
         server.start()
         started.append(server)
@@ -95,6 +99,8 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
         release_redis_database(broker_url)
         for server in reversed(started):
             server.stop()
+            if isinstance(server, EmbeddedPostgres):
+                server.discard()
 
 
 def claim_redis_database(url: str) -> str:
@@ -202,6 +208,14 @@ def client(app):
     return app.test_client()
 
 
+def client_at(app, address: str):
+    """A test client of `app` whose requests come from another client address (its own
+    rate-limit budget and schedule cap)."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
 @pytest.fixture(scope="session")
 def web_app(services: Services):
     """The manager with CSRF protection on, as in production (for the web pages' forms)."""
@@ -238,11 +252,27 @@ def row_counts(sql) -> tuple[int, int, int]:
     return tuple(row)
 
 
+# The owner's headers of each job and schedule the tests submitted through the API.
+OWNER_HEADERS: dict[str, dict[str, str]] = {}
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The headers that show an owner's token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def as_owner(item_id: str) -> dict[str, str]:
+    """The headers with the token the API gave when this job or schedule was submitted."""
+    return OWNER_HEADERS[item_id]
+
+
 def submit_job(client, urls: list[str], **fields: object) -> str:
-    """Submit a job through the API; return its id."""
+    """Submit a job through the API; return its id (as_owner(id) gives its token)."""
     response = client.post("/api/jobs", json={"urls": urls, **fields})
     assert response.status_code == 202, response.get_json()
-    return response.get_json()["id"]
+    answer = response.get_json()
+    OWNER_HEADERS[answer["id"]] = bearer(answer["token"])
+    return answer["id"]
 
 
 def send_job_with_a_worn_out_page(database_url: str, urls: list[str]) -> str:

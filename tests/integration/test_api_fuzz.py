@@ -180,7 +180,8 @@ class Api:
             answer = response.get_json()
             assert answer["status"] == "queued"
             assert answer["url"] == f"/api/jobs/{uuid.UUID(answer['id'])}"
-            cancelled = self.client.delete(answer["url"])
+            owner = {"Authorization": f"Bearer {answer['token']}"}
+            cancelled = self.client.delete(answer["url"], headers=owner)
             assert cancelled.status_code == 200
         else:
             assert self.counts() == before, "a refused submission changed the database"

@@ -2,7 +2,8 @@
 
 A student submits URLs through the form, watches the job page fill its progress bar
 without reloading, sees the chart of top words and which worker counted each page, and
-cancels a second job with its button. A screenshot of the finished job page is saved in
+cancels a second job with its button; the form keeps its repeat options folded and names
+a bad URL by its line. Screenshots of the finished job page and of the form are saved in
 test-artifacts/.
 
 Playwright drives the system's Chromium (Debian's `chromium` package, which `make test`
@@ -58,6 +59,7 @@ def page(browser):
     page.on(
         "console", lambda message: errors.append(message.text) if message.type == "error" else None
     )
+    page.reported_errors = errors  # a test that expects one takes it out
     yield page
     context.close()
     assert not errors, f"the page reported errors: {errors}"
@@ -127,6 +129,31 @@ def test_the_cancel_button_stops_a_crawl(page, manager_url, fixture_site):
         "no page shows as skipped",
     )
     assert page.locator("#cancel-form").count() == 0
+
+
+def test_the_form_folds_its_repeat_options_and_names_a_bad_line(page, manager_url):
+    page.goto(manager_url + "/")
+
+    assert not page.is_visible("#every_minutes") and not page.is_visible("#cron")
+    assert page.is_visible("#repeat summary")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "form-folded.png"), full_page=True)
+    page.click("#repeat summary")  # opens without a script (the CSP allows none inline)
+    assert page.is_visible("#every_minutes") and page.is_visible("#cron")
+    page.click("#repeat summary")
+
+    page.fill("#urls", "http://example.com/\nftp://example.com/file")
+    page.click("#submit-form button[type=submit]")
+
+    page.wait_for_selector("#form-error")
+    # The form comes back with 400 (bad input), which Chromium reports on the console.
+    page.reported_errors.remove(
+        "Failed to load resource: the server responded with a status of 400 (BAD REQUEST)"
+    )
+    assert page.text_content("#form-error") == (
+        "line 2 (ftp://example.com/file): only http and https URLs can be crawled"
+    )
+    page.screenshot(path=str(ARTIFACTS / "form-error-line.png"), full_page=True)
 
 
 def test_the_dashboard_shows_a_worker_joining_and_the_pages_it_counts(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from conftest import PER_HOST_CONCURRENCY, submit_job, wait_for_job
+from conftest import PER_HOST_CONCURRENCY, as_owner, submit_job, wait_for_job
 from processes import wait_for
 
 from job_tasks.urls import same_host_link
@@ -85,7 +85,7 @@ def test_links_of_a_cancelled_crawl_are_not_followed(client, workers, fixture_si
         return client.get(f"/api/jobs/{job_id}").get_json()["pages"]["running"] >= 2
 
     wait_for(some_running, 30, "the crawl did not start its linked pages")
-    assert client.delete(f"/api/jobs/{job_id}").status_code == 200
+    assert client.delete(f"/api/jobs/{job_id}", headers=as_owner(job_id)).status_code == 200
     job = wait_for_job(client, job_id, timeout=30)
 
     assert job["status"] == "cancelled"

@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 
 import pytest
 from bs4 import BeautifulSoup
-from conftest import submit_job, wait_for_job
+from conftest import as_owner, submit_job, wait_for_job
 from fixture_site import OK_COUNTS
 from processes import wait_for
+from test_web import submit_from_the_form
 
 
 def flaky_url(site, fail: int, ms: int = 0) -> str:
@@ -84,7 +85,7 @@ def test_a_failed_page_is_listed_then_a_retry_counts_it_once(
     failed_at = [moment(p["failed_at"]) for p in everything]
     assert failed_at == sorted(failed_at, reverse=True)
 
-    response = client.post(f"/api/jobs/{job_id}/retry", json={})
+    response = client.post(f"/api/jobs/{job_id}/retry", json={}, headers=as_owner(job_id))
 
     assert response.status_code == 202
     reopened = response.get_json()
@@ -124,7 +125,9 @@ def test_every_retry_adds_its_attempts_and_the_history_keeps_each_error(
     assert wait_for_job(client, job_id)["status"] == "failed"
 
     for run in (2, 3, 4):
-        response = client.post(f"/api/jobs/{job_id}/retry", json={"urls": [flaky]})
+        response = client.post(
+            f"/api/jobs/{job_id}/retry", json={"urls": [flaky]}, headers=as_owner(job_id)
+        )
         assert response.status_code == 202, response.get_json()
         job = wait_for_job(client, job_id)
         page = page_row(sql, job_id, flaky)
@@ -170,7 +173,7 @@ def cancelled_job(app, workers, fixture_site) -> dict:
         30,
         "the missing page did not fail",
     )
-    assert client.delete(f"/api/jobs/{job_id}").status_code == 200
+    assert client.delete(f"/api/jobs/{job_id}", headers=as_owner(job_id)).status_code == 200
     # The page running at the cancel is stored when it ends.
     job = wait_for(
         lambda: (j := client.get(f"/api/jobs/{job_id}").get_json())["pages"]["running"] == 0 and j,
@@ -226,7 +229,9 @@ def test_a_bad_retry_is_refused_and_changes_nothing(
     before = job_state(sql, mixed_job["id"])
 
     response = client.post(
-        f"/api/jobs/{mixed_job['id']}/retry", json=body(mixed_job["ok"], mixed_job["failed"])
+        f"/api/jobs/{mixed_job['id']}/retry",
+        json=body(mixed_job["ok"], mixed_job["failed"]),
+        headers=as_owner(mixed_job["id"]),
     )
 
     assert_error(response, status, code, field)
@@ -236,10 +241,17 @@ def test_a_bad_retry_is_refused_and_changes_nothing(
 def test_a_retry_that_is_not_json_or_not_a_job_is_refused(client, sql, mixed_job):
     before = job_state(sql, mixed_job["id"])
     retry = f"/api/jobs/{mixed_job['id']}/retry"
+    owner = as_owner(mixed_job["id"])
 
-    assert_error(client.post(retry, data="{", content_type="application/json"), 400, "invalid_json")
     assert_error(
-        client.post(retry, data={"urls": mixed_job["failed"]}), 415, "unsupported_media_type"
+        client.post(retry, data="{", content_type="application/json", headers=owner),
+        400,
+        "invalid_json",
+    )
+    assert_error(
+        client.post(retry, data={"urls": mixed_job["failed"]}, headers=owner),
+        415,
+        "unsupported_media_type",
     )
     assert_error(client.post(f"/api/jobs/{uuid.uuid4()}/retry", json={}), 404, "not_found")
     assert_error(client.post("/api/jobs/not-a-uuid/retry", json={}), 404, "not_found")
@@ -253,7 +265,11 @@ def test_a_cancelled_job_is_not_retried(client, sql, cancelled_job):
     before = job_state(sql, cancelled_job["id"])
 
     for body in ({}, {"urls": [cancelled_job["failed"]]}):
-        response = client.post(f"/api/jobs/{cancelled_job['id']}/retry", json=body)
+        response = client.post(
+            f"/api/jobs/{cancelled_job['id']}/retry",
+            json=body,
+            headers=as_owner(cancelled_job["id"]),
+        )
         assert_error(response, 400, "job_cancelled")
 
     assert job_state(sql, cancelled_job["id"]) == before
@@ -263,7 +279,8 @@ def test_a_job_with_no_failed_page_has_nothing_to_retry(crawl, client, sql, fixt
     job = crawl([unique_url(fixture_site, "/ok")])
     before = job_state(sql, job["id"])
 
-    assert_error(client.post(f"/api/jobs/{job['id']}/retry", json={}), 400, "nothing_to_retry")
+    retry = client.post(f"/api/jobs/{job['id']}/retry", json={}, headers=as_owner(job["id"]))
+    assert_error(retry, 400, "nothing_to_retry")
 
     assert job_state(sql, job["id"]) == before
 
@@ -297,7 +314,7 @@ def test_the_failures_page_lists_a_failed_page_and_retries_it(
     browser, client, workers, fixture_site, sql, tries
 ):
     flaky = flaky_url(fixture_site, fail=tries)
-    job_id = submit_job(client, [flaky])
+    job_id = submit_from_the_form(browser, [flaky])  # this browser may retry it
     assert wait_for_job(client, job_id)["status"] == "failed"
 
     soup = html(browser.get("/failures"))
@@ -328,7 +345,7 @@ def test_a_job_page_with_failed_pages_retries_them(
     browser, client, workers, fixture_site, sql, tries
 ):
     flaky = [flaky_url(fixture_site, fail=tries) for _ in range(2)]
-    job_id = submit_job(client, [unique_url(fixture_site, "/ok"), *flaky])
+    job_id = submit_from_the_form(browser, [unique_url(fixture_site, "/ok"), *flaky])
     assert wait_for_job(client, job_id)["pages"]["failed"] == 2
 
     soup = html(browser.get(f"/jobs/{job_id}"))

@@ -465,7 +465,7 @@ def own_postgres_stack(
     finally:
         release_redis_database(broker_url)
         server.stop()
-        shutil.rmtree(server.data_dir, ignore_errors=True)
+        server.discard()  # its data, and as root the folder made for it
 
 
 OUTAGE_SECONDS = 3

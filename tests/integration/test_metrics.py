@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import contextlib
+import threading
+import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
+import pytest
+from conftest import client_at, submit_job
 from processes import wait_for
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 import job_tasks
-from job_manager.metrics import DURATION_BUCKETS
+from job_manager import create_app
+from job_manager.metrics import DURATION_BUCKETS, SCRAPES_PER_MINUTE
 from job_tasks.broker import queue_length
 from job_tasks.celeryconfig import HOUSEKEEPING_QUEUE, QUEUES
+from job_tasks.heartbeat import census_for
 
 Samples = dict[tuple[str, tuple], float]
+
+
+@pytest.fixture(scope="module")
+def client(services):
+    """A client of a manager that reads the tables at every scrape (no cache), so a scrape
+    right after a crawl sees it."""
+    settings = replace(services.settings, metrics_cache_seconds=0)
+    return create_app({"TESTING": True}, settings=settings).test_client()
 
 
 def scrape(client) -> Samples:
@@ -130,3 +145,60 @@ def test_queue_length_is_reported_per_queue(client, workers):
         15,
         "the workers did not empty the housekeeping queue after consuming it again",
     )
+
+
+def test_workers_online_are_those_alive_in_the_census(client, workers, services):
+    census = census_for(services.settings)  # the census the workers report to
+    ghost = f"ghost-{uuid.uuid4().hex[:6]}@nowhere"  # no such process: no ping could find it
+
+    before = scrape(client)[("wordcrawl_workers_online", ())]
+    census.report(ghost, {"pid": 0})
+    try:
+        with_ghost = scrape(client)[("wordcrawl_workers_online", ())]
+    finally:
+        census.forget(ghost)
+
+    assert before >= 2 and with_ghost == before + 1
+    assert scrape(client)[("wordcrawl_workers_online", ())] == before
+
+
+def test_a_flood_of_scrapes_reads_the_tables_once_per_period(services, fixture_site):
+    """Within WORDCRAWL_METRICS_CACHE_SECONDS every scrape gets the same reading, even
+    with a job submitted between them: one scan of the tables for all of them."""
+    settings = replace(services.settings, metrics_cache_seconds=600)
+    app = create_app({"TESTING": True}, settings=settings)
+    first = client_at(app, "192.0.2.10").get("/metrics").get_data()
+    submit_job(app.test_client(), ["http://127.0.0.1:9/metrics-cache"])
+    bodies: list[bytes] = []
+
+    def scrape_once(n: int) -> None:
+        bodies.append(client_at(app, f"192.0.2.{20 + n}").get("/metrics").get_data())
+
+    threads = [threading.Thread(target=scrape_once, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert len(bodies) == 16 and set(bodies) == {first}
+    # A manager that reads the tables at every scrape sees the job submitted meanwhile.
+    fresh = replace(settings, metrics_cache_seconds=0)
+    now = scrape(create_app({"TESTING": True}, settings=fresh).test_client())
+
+    def jobs(samples: Samples) -> float:
+        return sum(value for (name, _), value in samples.items() if name == "wordcrawl_jobs")
+
+    cached = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(first.decode())
+        for sample in family.samples
+    }
+    assert jobs(now) >= jobs(cached) + 1
+
+
+def test_one_client_may_scrape_a_limited_number_of_times_a_minute(client):
+    prometheus = client_at(client.application, f"192.0.2.{100 + uuid.uuid4().int % 100}")
+
+    answers = [prometheus.get("/metrics").status_code for _ in range(SCRAPES_PER_MINUTE + 1)]
+
+    assert answers == [200] * SCRAPES_PER_MINUTE + [429]

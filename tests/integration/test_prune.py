@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import submit_job, wait_for_job
+from conftest import as_owner, submit_job, wait_for_job
 from sqlalchemy import text
 
 import job_tasks
@@ -209,7 +209,8 @@ def test_a_retried_page_goes_with_the_celery_results_of_its_earlier_task(
     flaky = fixture_site.url(f"/flaky?key={uuid.uuid4().hex}&fail={tries}")
     job_id = submit_job(client, [flaky])
     assert wait_for_job(client, job_id)["pages"]["failed"] == 1
-    assert client.post(f"/api/jobs/{job_id}/retry", json={}).status_code == 202
+    retry = client.post(f"/api/jobs/{job_id}/retry", json={}, headers=as_owner(job_id))
+    assert retry.status_code == 202
     assert wait_for_job(client, job_id)["pages"]["done"] == 1
     backdate(engine, job_id, days=8)
 

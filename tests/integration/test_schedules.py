@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +21,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import row_counts, submit_job, wait_for_job
+from conftest import (
+    OWNER_HEADERS,
+    as_owner,
+    bearer,
+    client_at,
+    row_counts,
+    submit_job,
+    wait_for_job,
+)
 from fixture_site import OK_COUNTS
 from processes import wait_for
 from sqlalchemy import text
@@ -53,10 +62,13 @@ def no_schedule_outlives_its_test(execute) -> Iterator[None]:
 
 
 def create(client, urls: list[str], timing: dict, **fields: object) -> dict:
-    """Submit a schedule through the API; return it as the answer shows it."""
+    """Submit a schedule through the API; return it as GET shows it (as_owner(id) gives
+    the token the answer carried)."""
     response = client.post("/api/jobs", json={"urls": urls, "schedule": timing, **fields})
     assert response.status_code == 201, response.get_json()
-    return response.get_json()
+    schedule = response.get_json()
+    OWNER_HEADERS[schedule["id"]] = bearer(schedule.pop("token"))
+    return schedule
 
 
 def tick() -> int:
@@ -93,12 +105,13 @@ def test_a_submission_with_a_schedule_answers_201_with_the_schedule(client, sql,
     before = row_counts(sql)
     url = fixture_site.url("/ok")
 
-    every = create(client, [url], {"every_minutes": 5}, depth=1, max_pages=7)
+    every = create(client, [url], {"every_minutes": 15}, depth=1, max_pages=7)
     cron = create(client, [url], {"cron": "0  6 * * mon-fri"})
 
     assert set(every) >= SCHEDULE_FIELDS
     assert every["urls"] == [url] and (every["depth"], every["max_pages"]) == (1, 7)
-    assert every["schedule"] == {"every_minutes": 5} and every["paused"] is False
+    assert every["schedule"] == {"every_minutes": 15} and every["paused"] is False
+    assert (every["runs_skipped"], every["last_skipped_at"]) == (0, None)
     assert every["runs_url"] == f"/api/schedules/{every['id']}/runs"
     assert cron["schedule"] == {"cron": "0 6 * * mon-fri"}
     assert cron["next_run_at"].endswith("06:00:00+00:00")
@@ -121,9 +134,13 @@ def test_a_submission_with_a_schedule_answers_201_with_the_schedule(client, sql,
         ({"schedule": {"hourly": True}}, "invalid_value", "schedule"),
         ({"schedule": "every day"}, "invalid_value", "schedule"),
         ({"schedule": None}, "invalid_value", "schedule"),
-        ({"schedule": {"every_minutes": 5}, "urls": ["ftp://x/"]}, "invalid_url", "urls[0]"),
-        ({"schedule": {"every_minutes": 5}, "depth": 9}, "invalid_value", "depth"),
-        ({"schedule": {"every_minutes": 5}, "when": 1}, "unknown_field", "when"),
+        ({"schedule": {"every_minutes": 15}, "urls": ["ftp://x/"]}, "invalid_url", "urls[0]"),
+        ({"schedule": {"every_minutes": 15}, "depth": 9}, "invalid_value", "depth"),
+        ({"schedule": {"every_minutes": 15}, "when": 1}, "unknown_field", "when"),
+        # Closer than WORDCRAWL_MIN_SCHEDULE_MINUTES (10): every 5, or a cron line's runs.
+        ({"schedule": {"every_minutes": 5}}, "invalid_value", "schedule.every_minutes"),
+        ({"schedule": {"cron": "*/5 * * * *"}}, "invalid_value", "schedule.cron"),
+        ({"schedule": {"cron": "0,55 0,23 * * *"}}, "invalid_value", "schedule.cron"),
     ],
 )
 def test_bad_schedules_answer_400_and_create_nothing(client, sql, body, code, field):
@@ -160,36 +177,39 @@ def test_an_unknown_schedule_is_404_everywhere(client, schedule_id):
     ],
 )
 def test_a_bad_patch_answers_400_and_changes_nothing(client, body, field):
-    schedule = create(client, ["http://example.com/"], {"every_minutes": 5})
+    schedule = create(client, ["http://example.com/"], {"every_minutes": 15})
+    owner = as_owner(schedule["id"])
 
-    error = error_of(client.patch(f"/api/schedules/{schedule['id']}", json=body), 400)
+    error = error_of(
+        client.patch(f"/api/schedules/{schedule['id']}", json=body, headers=owner), 400
+    )
 
     assert error["field"] == field
     assert client.get(f"/api/schedules/{schedule['id']}").get_json() == schedule
 
 
 def test_a_patch_must_be_json(client):
-    schedule = create(client, ["http://example.com/"], {"every_minutes": 5})
+    schedule = create(client, ["http://example.com/"], {"every_minutes": 15})
     url = f"/api/schedules/{schedule['id']}"
+    owner = as_owner(schedule["id"])
 
-    assert error_of(client.patch(url, data={"paused": "true"}), 415)["code"] == (
+    assert error_of(client.patch(url, data={"paused": "true"}, headers=owner), 415)["code"] == (
         "unsupported_media_type"
     )
-    assert error_of(client.patch(url, data="{", content_type="application/json"), 400)["code"] == (
-        "invalid_json"
-    )
+    not_json = client.patch(url, data="{", content_type="application/json", headers=owner)
+    assert error_of(not_json, 400)["code"] == "invalid_json"
 
 
 def test_a_paused_schedule_starts_no_run_until_resumed(client, sql, workers, fixture_site):
     schedule = create(client, [fixture_site.url("/ok")], {"every_minutes": 60})
     url = f"/api/schedules/{schedule['id']}"
 
-    paused = client.patch(url, json={"paused": True}).get_json()
+    paused = client.patch(url, json={"paused": True}, headers=as_owner(schedule["id"])).get_json()
     assert paused["paused"] is True and paused["next_run_at"] is None
     assert tick() == 0
     assert runs_of(sql, schedule["id"]) == 0
 
-    resumed = client.patch(url, json={"paused": False}).get_json()
+    resumed = client.patch(url, json={"paused": False}, headers=as_owner(schedule["id"])).get_json()
     assert resumed["paused"] is False
     assert resumed["next_run_at"] == schedule["next_run_at"]  # missed: it runs at once
     assert tick() == 1
@@ -210,7 +230,7 @@ def test_runs_are_jobs_that_crawl_and_outlive_their_schedule(client, sql, worker
     after = client.get(f"/api/schedules/{schedule['id']}").get_json()
     assert after["last_run_at"] is not None and after["next_run_at"] > schedule["next_run_at"]
 
-    deleted = client.delete(f"/api/schedules/{schedule['id']}")
+    deleted = client.delete(f"/api/schedules/{schedule['id']}", headers=as_owner(schedule["id"]))
     assert deleted.status_code == 200 and deleted.get_json()["id"] == schedule["id"]
     assert client.get(f"/api/schedules/{schedule['id']}").status_code == 404
     kept = client.get(f"/api/jobs/{run['id']}").get_json()
@@ -287,7 +307,7 @@ def ticks_done(workers) -> int:
 def test_two_beats_at_once_start_exactly_one_run_per_period(
     client, sql, execute, workers, worker_env, fixture_site, tmp_path
 ):
-    schedule = create(client, [fixture_site.url("/ok")], {"every_minutes": 1})
+    schedule = create(client, [fixture_site.url("/ok")], {"every_minutes": 60})
     env = {
         **os.environ,
         **worker_env,
@@ -305,6 +325,9 @@ def test_two_beats_at_once_start_exactly_one_run_per_period(
                 30,
                 f"period {period} started no run; beat logs in {tmp_path}",
             )
+            # The next period starts a run only once this one has ended (else: skipped).
+            [newest, *_] = client.get(schedule["runs_url"]).get_json()
+            wait_for_job(client, newest["id"])
         # Both beats go on ticking after the last claim: four more ticks, and still one
         # run per period.
         seen = ticks_done(workers)
@@ -328,11 +351,12 @@ def two_runs(client, sql, execute, workers, fixture_site) -> tuple[dict, str, st
     fox 1 -> 7, lazy 1 -> gone, cat new with 4 (as if the page had been edited)."""
     schedule = create(client, [fixture_site.url("/ok")], {"every_minutes": 60})
     assert tick() == 1
+    [first] = client.get(schedule["runs_url"]).get_json()
+    assert wait_for_job(client, first["id"])["status"] == "done"  # else the next is skipped
     make_due(execute, schedule["id"])
     assert tick() == 1
     newest, oldest = (run["id"] for run in client.get(schedule["runs_url"]).get_json())
-    for run in (oldest, newest):
-        assert wait_for_job(client, run)["status"] == "done"
+    assert wait_for_job(client, newest)["status"] == "done"
     page = "(SELECT id FROM pages WHERE job_id = :job)"
     execute(f"UPDATE word_counts SET count = 7 WHERE word = 'fox' AND page_id = {page}", job=newest)
     execute(f"DELETE FROM word_counts WHERE word = 'lazy' AND page_id = {page}", job=newest)
@@ -465,3 +489,88 @@ def test_the_schedule_page_shows_runs_and_what_changed(browser, two_runs):
     assert changes == [["fox", "1", "7", "+6"], ["cat", "0", "4", "+4"], ["lazy", "1", "0", "-1"]]
     run_page = page(browser.get(f"/jobs/{newest}"))
     assert run_page.select_one("#job-schedule a")["href"] == f"/schedules/{schedule['id']}"
+
+
+# --- The class server's bounds: the floor, overlapping runs, the cap per client ------------
+
+
+def test_a_schedule_closer_than_the_floor_is_refused_saying_the_floor_and_the_gap(client, sql):
+    before = sql("SELECT count(*) FROM schedules")[0][0]
+
+    every = client.post(
+        "/api/jobs", json={"urls": ["http://example.com/"], "schedule": {"every_minutes": 9}}
+    )
+    cron = client.post(
+        "/api/jobs", json={"urls": ["http://example.com/"], "schedule": {"cron": "0,5 * * * *"}}
+    )
+
+    assert error_of(every, 400)["message"] == (
+        "runs every 9 minutes: closer than this server allows "
+        "(at least 10 minutes between two runs of a schedule)"
+    )
+    assert error_of(cron, 400)["message"] == (
+        "runs of this cron line can come 5 minutes apart: closer than this server allows "
+        "(at least 10 minutes between two runs of a schedule)"
+    )
+    assert sql("SELECT count(*) FROM schedules")[0][0] == before
+    assert create(client, ["http://example.com/"], {"every_minutes": 10})  # the floor itself
+
+
+def test_a_run_due_while_the_previous_one_is_open_is_skipped_and_recorded(
+    client, browser, sql, execute, services, workers, fixture_site
+):
+    # Six pages of 0.9 s, three at a time on the site: the run stays open for seconds.
+    slow = [fixture_site.url(f"/delay?ms=900&overlap={uuid.uuid4().hex}") for _ in range(6)]
+    schedule = create(client, slow, {"every_minutes": 60})
+    sessions = job_db.get_sessionmaker(services.database_url)
+    in_broker = services.settings.job_pages_in_broker
+    assert len(start_due(sessions, in_broker)) == 1
+    [run] = client.get(schedule["runs_url"]).get_json()
+
+    make_due(execute, schedule["id"])
+    assert start_due(sessions, in_broker) == []  # the first run is still open
+
+    skipped = client.get(f"/api/schedules/{schedule['id']}").get_json()
+    assert skipped["runs_skipped"] == 1 and skipped["last_skipped_at"] is not None
+    assert skipped["next_run_at"] > skipped["last_skipped_at"]  # the period was claimed
+    assert start_due(sessions, in_broker) == []  # ... once: nothing is due any more
+    assert client.get(f"/api/schedules/{schedule['id']}").get_json()["runs_skipped"] == 1
+    assert runs_of(sql, schedule["id"]) == 1
+    shown = page(browser.get(f"/schedules/{schedule['id']}"))
+    said = " ".join(shown.select_one("#runs-skipped").get_text().split())
+    assert said.startswith("1 run skipped because the previous one was still running")
+    # Once the run has ended, the next period runs again.
+    assert wait_for_job(client, run["id"], timeout=60)["status"] == "done"
+    make_due(execute, schedule["id"])
+    assert len(start_due(sessions, in_broker)) == 1
+    assert runs_of(sql, schedule["id"]) == 2
+
+
+def test_one_client_keeps_at_most_five_active_schedules(app, client, sql):
+    url = ["http://example.com/"]
+    mine = [create(client, url, {"every_minutes": 60}) for _ in range(5)]
+    before = sql("SELECT count(*) FROM schedules")[0][0]
+
+    sixth = client.post("/api/jobs", json={"urls": url, "schedule": {"every_minutes": 60}})
+
+    error = error_of(sixth, 429)
+    assert error["code"] == "too_many_schedules" and "(5)" in error["message"]
+    assert sql("SELECT count(*) FROM schedules")[0][0] == before
+    # Another client is not counted with this one.
+    elsewhere = client_at(app, "10.20.30.40")
+    assert create(elsewhere, url, {"every_minutes": 60})
+    # A paused schedule does not count; unpausing it counts again.
+    first = f"/api/schedules/{mine[0]['id']}"
+    owner = as_owner(mine[0]["id"])
+    assert client.patch(first, json={"paused": True}, headers=owner).status_code == 200
+    sixth = create(client, url, {"every_minutes": 60})
+    refused = client.patch(first, json={"paused": False}, headers=owner)
+    assert error_of(refused, 429)["code"] == "too_many_schedules"
+    assert client.get(first).get_json()["paused"] is True
+    delete = client.delete(f"/api/schedules/{sixth['id']}", headers=as_owner(sixth["id"]))
+    assert delete.status_code == 200
+    assert client.patch(first, json={"paused": False}, headers=owner).status_code == 200
+    # What is stored is a keyed hash of the client, never its address.
+    keys = {row[0] for row in sql("SELECT DISTINCT client_key FROM schedules")}
+    assert len(keys) == 2 and all(re.fullmatch("[0-9a-f]{64}", key) for key in keys)
+    assert not sql("SELECT 1 FROM schedules WHERE client_key LIKE '%127.0.0.1%'")

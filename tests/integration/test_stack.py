@@ -14,21 +14,28 @@ its name, and the crawl loses no page and counts none twice.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
+import psycopg2
 import pytest
+import redis
 import requests
 from conftest import claim_redis_database, release_redis_database
 from processes import node_name, wait_for
@@ -36,7 +43,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from job_manager.demo_site import DemoSite
-from job_manager.services import free_port, port_is_free
+from job_manager.services import free_port, port_is_free, redis_maxmemory
 from job_tasks.db import drop_database
 from job_tasks.settings import sqlalchemy_url
 
@@ -48,6 +55,7 @@ BANNER_END = "Press Ctrl-C to stop everything."
 BANNER = {
     "manager": re.compile(r"^\s*web form\s+(http://\S+?)/?$", re.M),
     "flower": re.compile(r"^\s*Flower\s+(http://\S+?)/?\s+user (\S+)\s+password (\S+)$", re.M),
+    "instructor": re.compile(r"^\s*instructor\s+user admin\s+password (\S+)", re.M),
     "demo": re.compile(r"^\s*demo site\s+(http://\S+?)/?\s", re.M),
     "broker": re.compile(r"^\s*broker\s+(.+)$", re.M),
     "database": re.compile(r"^\s*database\s+(.+)$", re.M),
@@ -161,12 +169,17 @@ def port_of(url: str) -> int:
 
 
 def run_stack_once(
-    env: dict[str, str], cwd: Path, scale: bool = False, kill: bool = False
+    env: dict[str, str],
+    cwd: Path,
+    scale: bool = False,
+    kill: bool = False,
+    while_up: Callable[[dict[str, re.Match], list[psutil.Process]], None] | None = None,
 ) -> dict[str, str]:
     """Start `wordcrawl up`, crawl one page through it, stop it; check all of it.
 
-    Returns the banner's broker and database lines and the command lines of the
-    processes `up` had started, for the caller's own checks.
+    `while_up(banner, processes)` makes the caller's own checks while the stack runs.
+    Returns the banner's broker, database and instructor lines, the command lines of the
+    processes `up` had started, and all it printed, for the caller's own checks.
     """
     port, flower_port = free_port(), free_port()
     env = {**env, "FLOWER_PORT": str(flower_port)}
@@ -220,6 +233,8 @@ def run_stack_once(
 
         family = psutil.Process(up.process.pid).children(recursive=True)
         commands = [" ".join(proc.cmdline()) for proc in family]
+        if while_up is not None:
+            while_up(banner, family)
         ports = {port, flower_port, port_of(demo_url)}
         code = up.interrupt()
     finally:
@@ -235,7 +250,9 @@ def run_stack_once(
     return {
         "broker": banner["broker"].group(1),
         "database": banner["database"].group(1),
+        "instructor": banner["instructor"].group(1),
         "commands": "\n".join(commands),
+        "output": up.output,
     }
 
 
@@ -410,33 +427,83 @@ def test_up_uses_the_running_servers_and_creates_its_database(services, new_data
 
     assert lines["broker"].endswith("(already running)"), lines
     assert lines["database"].endswith("(already running)"), lines
+    # This machine's Redis may have no maxmemory; if it says so, `up` says it too.
+    unbounded = redis_maxmemory(broker_url) == 0
+    assert ("this Redis has no maxmemory" in lines["output"]) == unbounded, lines["output"]
+    kept = json.loads((tmp_path / "state" / "secrets.json").read_text())
+    assert lines["instructor"] == kept["admin_password"]
     assert database_exists(server, name)  # `up` created it
     assert "redis-server" not in lines["commands"] and "postgres" not in lines["commands"]
     assert not (tmp_path / "state" / "postgres").exists()
     assert not (tmp_path / "state" / "redis").exists()
 
 
-def test_up_starts_embedded_servers_when_none_answers(tmp_path):
+def modes_above(path: Path) -> dict[str, str]:
+    """The mode of every folder above `path`, up to /."""
+    return {str(folder): oct(folder.stat().st_mode) for folder in path.parents}
+
+
+def test_up_starts_embedded_servers_when_none_answers():
+    """From a private folder (mode 700, as `mktemp -d` makes one for a fresh clone): the
+    servers `up` starts require the passwords it keeps in its state folder, and no folder
+    above the state folder changes mode (as root, PostgreSQL runs as a user of its own)."""
+    private = Path(tempfile.mkdtemp(prefix="wordcrawl-private-"))
+    state_dir = private / "state"
+    before = modes_above(state_dir)
     redis_port = free_port()
     postgres_port = wait_for(lambda: (p := free_port()) != redis_port and p, 5, "a second port")
-    state_dir = tmp_path / "state"
     env = clean_env(
         CELERY_BROKER_URL=f"redis://127.0.0.1:{redis_port}/0",
         DATABASE_URL=f"postgresql://postgres@127.0.0.1:{postgres_port}/wordcrawl",
         WORDCRAWL_STATE_DIR=str(state_dir),
     )
 
-    started = time.monotonic()
-    lines = run_stack_once(env, tmp_path)
-    print(f"wordcrawl up with embedded servers: {time.monotonic() - started:.1f} s")
+    def passwords_required(banner: dict[str, re.Match], processes: list[psutil.Process]) -> None:
+        kept = json.loads((state_dir / "secrets.json").read_text())
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=redis_port).ping()
+        client = redis.Redis(port=redis_port, password=kept["redis_password"])
+        assert client.ping()
+        bounds = client.config_get("maxmemory*")
+        client.close()
+        assert (bounds["maxmemory"], bounds["maxmemory-policy"]) == ("268435456", "volatile-lru")
+        address = f"127.0.0.1:{postgres_port}/wordcrawl"
+        with pytest.raises(psycopg2.OperationalError, match="no password supplied"):
+            psycopg2.connect(f"postgresql://postgres@{address}", connect_timeout=5)
+        psycopg2.connect(f"postgresql://postgres:{kept['postgres_password']}@{address}").close()
+        # The manager got the instructor's password, in its environment like the URLs'.
+        manager = next(p for p in processes if "gunicorn" in " ".join(p.cmdline()))
+        admin = manager.environ()["WORDCRAWL_ADMIN_PASSWORD"]
+        assert admin == banner["instructor"].group(1) == kept["admin_password"]
+        for proc in processes:  # every user sees command lines with `ps`
+            command = " ".join(proc.cmdline())
+            assert (
+                kept["redis_password"] not in command and kept["postgres_password"] not in command
+            )
 
-    assert f"127.0.0.1:{redis_port}" in lines["broker"] and "started by" in lines["broker"]
-    assert f"127.0.0.1:{postgres_port}" in lines["database"]
-    assert "started by" in lines["database"]
-    assert "redis-server" in lines["commands"] and "postgres -D" in lines["commands"]
-    assert (state_dir / "postgres" / "PG_VERSION").exists()
-    assert (state_dir / "redis").is_dir()
-    assert port_is_free(redis_port) and port_is_free(postgres_port)
+    try:
+        started = time.monotonic()
+        lines = run_stack_once(env, private, while_up=passwords_required)
+        print(f"wordcrawl up with embedded servers: {time.monotonic() - started:.1f} s")
+
+        assert f"127.0.0.1:{redis_port}" in lines["broker"] and "started by" in lines["broker"]
+        assert f"127.0.0.1:{postgres_port}" in lines["database"]
+        assert "started by" in lines["database"]
+        assert "redis-server" in lines["commands"] and "postgres -D" in lines["commands"]
+        assert (state_dir / "postgres" / "PG_VERSION").exists()
+        assert (state_dir / "redis").is_dir()
+        assert port_is_free(redis_port) and port_is_free(postgres_port)
+        kept = json.loads((state_dir / "secrets.json").read_text())
+        assert kept["redis_password"] not in lines["output"]  # printed as ***
+        assert kept["postgres_password"] not in lines["output"]
+        assert stat.S_IMODE((state_dir / "secrets.json").stat().st_mode) == 0o600
+        assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+        assert modes_above(state_dir) == before
+    finally:
+        data = state_dir / "postgres"
+        if data.is_symlink():  # as root: the data's folder, outside the private one
+            shutil.rmtree(data.resolve().parent, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def test_init_db_is_safe_to_run_twice(new_database, tmp_path):

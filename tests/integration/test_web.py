@@ -96,9 +96,44 @@ def test_bad_form_input_is_shown_on_the_form_and_creates_nothing(browser, sql):
 
     assert response.status_code == 400
     soup = page(response)
-    assert "http" in soup.select_one("#form-error").get_text()
+    assert soup.select_one("#form-error").get_text() == (
+        "line 1 (ftp://example.com/file): only http and https URLs can be crawled"
+    )
     assert soup.select_one("textarea[name=urls]").get_text() == "ftp://example.com/file"
     assert row_counts(sql) == before
+
+
+def test_a_bad_line_is_named_by_its_number_and_what_was_typed(browser, sql):
+    token = form_token(page(browser.get("/")), "submit-form")
+    before = row_counts(sql)
+    typed = "http://example.com/\n\n   \nftp://x\nhttp://example.org/"
+
+    response = browser.post("/", data={"csrf_token": token, "urls": typed})
+
+    assert response.status_code == 400
+    error = page(response).select_one("#form-error").get_text()
+    assert error == "line 4 (ftp://x): only http and https URLs can be crawled"
+    assert row_counts(sql) == before
+
+
+def test_the_repeat_options_are_folded_away_until_used(browser):
+    form = page(browser.get("/")).select_one("form#submit-form")
+    repeat = form.select_one("details#repeat")
+
+    assert repeat is not None and not repeat.has_attr("open")  # closed: no script needed
+    assert repeat.select_one("summary").get_text(strip=True) == "Repeat it (optional)"
+    assert {field["name"] for field in repeat.select("input")} == {"every_minutes", "cron"}
+    assert form.select_one("button[type=submit]").find_parent("details") is None
+    # Sent back with a mistake in it, the part is open, showing what was typed.
+    token = form_token(page(browser.get("/")), "submit-form")
+    again = page(
+        browser.post(
+            "/", data={"csrf_token": token, "urls": "http://example.com/", "every_minutes": "3"}
+        )
+    )
+    assert again.select_one("details#repeat").has_attr("open")
+    assert again.select_one("#every_minutes")["value"] == "3"
+    assert "runs every 3 minutes" in again.select_one("#form-error").get_text()
 
 
 def test_a_post_with_the_token_creates_the_job_and_shows_its_page(
@@ -228,9 +263,17 @@ def test_an_unknown_job_is_a_404_page(browser, job_id):
 # --- Cancelling from the page ------------------------------------------------------------
 
 
+def submit_from_the_form(browser, urls: list[str]) -> str:
+    """Submit a job with the form, as a student does; return its id."""
+    token = form_token(page(browser.get("/")), "submit-form")
+    response = browser.post("/", data={"csrf_token": token, "urls": "\n".join(urls)})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    return urlsplit(response.headers["Location"]).path.rsplit("/", 1)[1]
+
+
 def test_a_running_job_can_be_cancelled_from_its_page(browser, client, workers, fixture_site):
     urls = [fixture_site.url(f"/delay?ms=600&web-cancel={n}") for n in range(20)]
-    job_id = submit_job(client, urls)
+    job_id = submit_from_the_form(browser, urls)  # this browser's session may cancel it
     wait_for(
         lambda: client.get(f"/api/jobs/{job_id}").get_json()["pages"]["running"] >= 1,
         30,

@@ -1,14 +1,15 @@
-"""When a schedule runs (job_tasks/schedules.py) and how its "schedule" is checked
+"""When a schedule runs (job_tasks/schedules.py, cron.py) and how its "schedule" is checked
 (job_manager/schedules.py parse_timing): cron lines, periods, missed periods."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from job_manager.errors import ApiError
 from job_manager.jobs import parse_job_request
 from job_manager.schedules import parse_timing
-from job_tasks.schedules import BadSchedule, Timing, cron_next, parse_cron
+from job_tasks.cron import BadSchedule, cron_next, cron_shortest_gap, parse_cron
+from job_tasks.schedules import Timing
 from job_tasks.settings import Settings
 
 
@@ -101,9 +102,13 @@ def test_timing_shows_itself_as_the_api_takes_it():
     assert Timing(cron="0 6 * * *").as_json() == {"cron": "0 6 * * *"}
 
 
+FLOOR = 10  # WORDCRAWL_MIN_SCHEDULE_MINUTES's default
+
+
 def test_parse_timing_accepts_both_kinds():
-    assert parse_timing({"every_minutes": 1}) == Timing(every_minutes=1)
-    assert parse_timing({"cron": "  0   6 * * *  "}) == Timing(cron="0 6 * * *")
+    assert parse_timing({"every_minutes": 10}, FLOOR) == Timing(every_minutes=10)
+    assert parse_timing({"every_minutes": 1}, 1) == Timing(every_minutes=1)
+    assert parse_timing({"cron": "  0   6 * * *  "}, FLOOR) == Timing(cron="0 6 * * *")
 
 
 @pytest.mark.parametrize(
@@ -127,7 +132,7 @@ def test_parse_timing_accepts_both_kinds():
 )
 def test_parse_timing_refuses_bad_values_naming_the_field(value, field):
     with pytest.raises(ApiError) as info:
-        parse_timing(value)
+        parse_timing(value, FLOOR)
     assert (info.value.status, info.value.code, info.value.field) == (
         400,
         "invalid_value",
@@ -136,8 +141,62 @@ def test_parse_timing_refuses_bad_values_naming_the_field(value, field):
 
 
 def test_a_submission_may_carry_a_schedule_beside_the_job_fields():
-    data = {"urls": ["http://example.com/"], "depth": 1, "schedule": {"every_minutes": 5}}
+    data = {"urls": ["http://example.com/"], "depth": 1, "schedule": {"every_minutes": 15}}
 
     job = parse_job_request(data, Settings())
 
     assert (job.urls, job.depth) == (["http://example.com/"], 1)
+
+
+@pytest.mark.parametrize(
+    ("line", "minutes"),
+    [
+        ("*/5 * * * *", 5),
+        ("0 * * * *", 60),
+        ("0 */2 * * *", 120),
+        ("0,20 9 * * *", 20),  # the two runs of a day
+        ("0 9 * * *", 24 * 60),  # one run a day
+        ("55 23 * * *", 24 * 60),
+        ("0,50 0,23 * * *", 10),  # 23:50, then 00:00 past midnight
+        ("0,50 0,23 * * 1", 50),  # Mondays only: no next day; 00:00 to 00:50 is the closest
+        ("58 23 * * 6,0", 24 * 60),  # Saturday 23:58, then Sunday 23:58
+        ("59 23 31 12 *", 2 * 24 * 60),  # once a year: counted as two days, at most the truth
+    ],
+)
+def test_a_cron_lines_shortest_gap_comes_from_its_fields(line, minutes):
+    assert cron_shortest_gap(line, date(2026, 12, 1)) == minutes
+
+
+def test_the_gap_across_midnight_needs_two_days_that_follow_each_other():
+    # 23:55 and 00:05: ten minutes apart only when the next day runs too.
+    assert cron_shortest_gap("5,55 0,23 * * *", date(2026, 12, 1)) == 10
+    assert cron_shortest_gap("5,55 0,23 * * sat,sun", date(2026, 12, 1)) == 10
+    assert cron_shortest_gap("5,55 0,23 * * mon,wed", date(2026, 12, 1)) == 50
+    # The 31st and the 1st follow each other, but only across months that both match.
+    assert cron_shortest_gap("5,55 0,23 1,31 * *", date(2026, 12, 1)) == 10
+    assert cron_shortest_gap("5,55 0,23 1,31 2 *", date(2026, 12, 1)) == 50
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "says"),
+    [
+        ({"every_minutes": 5}, "schedule.every_minutes", "runs every 5 minutes:"),
+        ({"every_minutes": 1}, "schedule.every_minutes", "runs every 1 minute:"),
+        ({"cron": "*/5 * * * *"}, "schedule.cron", "can come 5 minutes apart"),
+        ({"cron": "* 6 * * *"}, "schedule.cron", "can come 1 minute apart"),
+        ({"cron": "0,55 0,23 * * *"}, "schedule.cron", "can come 5 minutes apart"),
+    ],
+)
+def test_schedules_closer_than_the_floor_are_refused_saying_both(value, field, says):
+    with pytest.raises(ApiError) as info:
+        parse_timing(value, FLOOR)
+
+    assert (info.value.status, info.value.code, info.value.field) == (400, "invalid_value", field)
+    assert says in info.value.message
+    assert "at least 10 minutes between two runs" in info.value.message
+
+
+def test_the_floor_itself_is_allowed():
+    assert parse_timing({"every_minutes": FLOOR}, FLOOR).shortest_gap() == FLOOR
+    assert parse_timing({"cron": "*/10 * * * *"}, FLOOR).shortest_gap() == FLOOR
+    assert parse_timing({"cron": "0,50 0,23 * * *"}, FLOOR).shortest_gap() == FLOOR

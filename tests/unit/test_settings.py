@@ -12,7 +12,13 @@ from kombu import Connection
 from sqlalchemy import create_engine
 
 from job_tasks.celeryconfig import celery_config
-from job_tasks.settings import Settings, SettingsError, parse_allowed_hosts, sqlalchemy_url
+from job_tasks.settings import (
+    Settings,
+    SettingsError,
+    is_placeholder,
+    parse_allowed_hosts,
+    sqlalchemy_url,
+)
 
 
 def test_defaults_without_any_variable():
@@ -81,6 +87,8 @@ def test_allow_private_flag_spellings(value, expected):
         ("WORDCRAWL_PAGE_TIMEOUT", "-3"),
         ("WORDCRAWL_ALLOW_PRIVATE", "maybe"),
         ("WORDCRAWL_ALLOWED_HOSTS", "localhost"),
+        ("WORDCRAWL_REDIS_MAXMEMORY", "lots"),
+        ("WORDCRAWL_REDIS_MAXMEMORY", "256 mb; requirepass x"),
     ],
 )
 def test_bad_value_is_an_error_naming_the_variable(name, value):
@@ -106,6 +114,76 @@ def test_production_with_a_secret_key_is_accepted():
     settings = Settings.from_env({"WORDCRAWL_ENV": "production", "SECRET_KEY": "s3cret"})
 
     assert settings.secret_key == "s3cret"
+
+
+def env_example() -> dict[str, str]:
+    """The variables of .env.example, as compose users copy them."""
+    lines = (Path(__file__).resolve().parents[2] / ".env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def production(**variables: str) -> dict[str, str]:
+    """A production environment whose every secret is real, with these variables changed."""
+    return {
+        "WORDCRAWL_ENV": "production",
+        "SECRET_KEY": "a-real-secret-key",
+        "WORDCRAWL_ADMIN_PASSWORD": "a-real-admin-password",
+        "CELERY_BROKER_URL": "redis://:a-real-redis-password@broker:6379/0",
+        "DATABASE_URL": "postgresql://wordcrawl:a-real-pg-password@db:5432/wordcrawl",
+        **variables,
+    }
+
+
+def test_production_with_real_secrets_starts():
+    Settings.from_env(production()).refuse_placeholder_secrets()  # does not raise
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SECRET_KEY", "{SECRET_KEY}"),
+        ("WORDCRAWL_ADMIN_PASSWORD", "{WORDCRAWL_ADMIN_PASSWORD}"),
+        ("CELERY_BROKER_URL", "redis://:{REDIS_PASSWORD}@job_broker:6379/0"),
+        ("DATABASE_URL", "postgresql://wordcrawl:{POSTGRES_PASSWORD}@job_db:5432/wordcrawl"),
+        ("CELERY_RESULT_BACKEND", "db+postgresql://wordcrawl:{POSTGRES_PASSWORD}@job_db/wordcrawl"),
+    ],
+)
+def test_each_placeholder_of_env_example_is_refused_in_production(name, value):
+    settings = Settings.from_env(production(**{name: value.format(**env_example())}))
+
+    assert settings.placeholder_secrets() == [name]
+    with pytest.raises(SettingsError, match=rf"^{name} still holds a placeholder"):
+        settings.refuse_placeholder_secrets()
+
+
+def test_placeholders_are_accepted_in_development_and_all_named_in_production():
+    placeholders = {
+        "SECRET_KEY": env_example()["SECRET_KEY"],
+        "WORDCRAWL_ADMIN_PASSWORD": env_example()["WORDCRAWL_ADMIN_PASSWORD"],
+    }
+    Settings.from_env(placeholders).refuse_placeholder_secrets()  # development: a laptop
+
+    with pytest.raises(SettingsError, match=r"^SECRET_KEY, WORDCRAWL_ADMIN_PASSWORD still hold"):
+        Settings.from_env(production(**placeholders)).refuse_placeholder_secrets()
+
+
+def test_every_secret_of_env_example_is_a_placeholder_wordcrawl_knows():
+    secrets = ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "SECRET_KEY", "WORDCRAWL_ADMIN_PASSWORD")
+    for name in secrets:
+        assert is_placeholder(env_example()[name]), name
+    user, _, password = env_example()["FLOWER_BASIC_AUTH"].partition(":")
+    assert user and is_placeholder(password)
+    assert not is_placeholder("") and not is_placeholder("changed-it")
+
+
+def test_the_class_server_bounds_have_their_defaults():
+    settings = Settings.from_env({})
+
+    assert settings.admin_password == ""  # no instructor until one is set
+    assert settings.min_schedule_minutes == 10
+    assert settings.max_schedules_per_client == 5
+    assert settings.statement_timeout_ms == 5000
+    assert settings.metrics_cache_seconds == 5
 
 
 @pytest.mark.parametrize(
@@ -209,6 +287,11 @@ def test_rediss_broker_url_asks_for_a_verified_tls_connection():
     assert pool.connection_class is redis.SSLConnection
     assert pool.connection_kwargs["ssl_cert_reqs"] == "required"
     assert pool.connection_kwargs["password"] == "s@cret"
+
+
+@pytest.mark.parametrize("value", ["256mb", "1GB", "1000000", "0"])
+def test_redis_maxmemory_takes_redis_units(value):
+    assert Settings.from_env({"WORDCRAWL_REDIS_MAXMEMORY": value}).redis_maxmemory == value.lower()
 
 
 def test_every_variable_read_is_in_the_readme_configuration_table():
