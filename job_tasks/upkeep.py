@@ -21,18 +21,21 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import lru_cache
 
 import redis
 from celery import Celery, bootsteps
+from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from .broker import broker_task_ids, task_ids_taken_before
 from .celeryconfig import HOUSEKEEPING_QUEUE
 from .census import Census
-from .db import get_sessionmaker
 from .heartbeat import census_for
 from .reconcile import lost_pages, pages_left_by, pages_of_dead_workers, starved_jobs
-from .settings import Settings, get_settings
+from .settings import Settings, get_settings, sqlalchemy_url
 from .tasks import enqueue_pages
 
 log = logging.getLogger(__name__)
@@ -54,10 +57,20 @@ return {claimed and 1 or 0, string.format('%d', number), tostring((number + 1) *
 """
 
 
+@lru_cache(maxsize=1)
+def upkeep_sessions(database_url: str) -> sessionmaker[Session]:
+    """Return the upkeep's sessions: each opens a connection to PostgreSQL and closes it.
+
+    Once a period is too seldom to keep a connection open, and a worker's main process
+    that keeps none hands none down to the pool processes it forks."""
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=NullPool)
+    return sessionmaker(engine, expire_on_commit=False)
+
+
 def run_upkeep(app: Celery, settings: Settings, census: Census, node: str) -> dict[str, int]:
     """Send again the pages nobody is crawling any more and release the waiting pages of
     jobs with room; return how many of each."""
-    sessions = get_sessionmaker(settings.database_url)
+    sessions = upkeep_sessions(settings.database_url)
     grace = settings.reconcile_seconds
     alive: set[str] | None = set(census.alive())
     # This worker reports to the census too: if it is missing, the census cannot be
@@ -95,7 +108,7 @@ class Upkeep(bootsteps.StartStopStep):
         # this name now are its previous run's.
         self.node = worker.hostname
         try:
-            left = pages_left_by(get_sessionmaker(self.settings.database_url), self.node)
+            left = pages_left_by(upkeep_sessions(self.settings.database_url), self.node)
             if left:
                 log.warning("sending again %d pages this worker's last run left", len(left))
                 enqueue_pages(left)
