@@ -135,7 +135,7 @@ def test_every_retry_adds_its_attempts_and_the_history_keeps_each_error(
             assert (job["status"], page.status, page.attempts) == ("failed", "failed", run * tries)
 
     # The fourth run started with more attempts than the crash guard allows a page that
-    # never ends (tasks.crawl_page), but the guard counts only the starts since the last
+    # never ends (tasks.crawl_pages), but the guard counts only the starts since the last
     # recorded outcome: the page was fetched, not given up on.
     assert (job["status"], page.status, page.attempts) == ("done", "done", 3 * tries + 1)
     history = sql(

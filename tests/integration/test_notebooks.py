@@ -164,7 +164,7 @@ def test_the_celery_notebook_joins_celerys_rows_with_the_pages(crawled, services
     notebook = execute("03_celery_results", services.database_url)
 
     text = output_text(notebook)
-    assert NOTHING not in text  # crawl_page stores its results: every part has rows
+    assert NOTHING not in text  # crawl_pages stores its results: every part has rows
     assert "PageFailed" in text  # a failed page's task result, decoded from JSON
     assert "An id Celery never saw: PENDING" in text
     assert plots(notebook) == PLOTS["03_celery_results"]

@@ -33,7 +33,7 @@ SELECT (SELECT count(*) FROM job_urls u
          WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = p.job_id)),
        (SELECT count(*) FROM word_counts w
          WHERE NOT EXISTS (SELECT 1 FROM pages p WHERE p.id = w.page_id)),
-       (SELECT count(*) FROM celery_taskmeta t WHERE t.name = 'job_tasks.tasks.crawl_page'
+       (SELECT count(*) FROM celery_taskmeta t WHERE t.name = 'job_tasks.tasks.crawl_pages'
          AND NOT EXISTS (SELECT 1 FROM pages p WHERE p.task_id = t.task_id)
          AND NOT EXISTS (SELECT 1 FROM page_attempts a WHERE a.task_id = t.task_id))
 """
@@ -100,7 +100,7 @@ def make_job(
             text(
                 "INSERT INTO celery_taskmeta (id, task_id, status, name, date_done)"
                 " SELECT nextval('task_id_sequence'), p.task_id, 'SUCCESS',"
-                f"  'job_tasks.tasks.crawl_page', ({ended})::timestamp"
+                f"  'job_tasks.tasks.crawl_pages', ({ended})::timestamp"
                 " FROM pages p WHERE p.job_id = :id"
             ),
             {"id": job_id},
