@@ -64,9 +64,12 @@ class HostileHandler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Set-Cookie", f"session={time.monotonic_ns()}; Path=/")
+        # Names new in every answer: a jar that kept them would grow with each page.
+        serial = next(self.server.answers)
+        self.send_header("Set-Cookie", f"session{serial}={time.monotonic_ns()}; Path=/")
         for n in range(cookies - 1):
-            self.send_header("Set-Cookie", f"flood{n}={'x' * COOKIE_BYTES}; Path=/; Max-Age=86400")
+            value = "x" * COOKIE_BYTES
+            self.send_header("Set-Cookie", f"flood{serial}_{n}={value}; Path=/; Max-Age=86400")
         self.end_headers()
         self.wfile.write(body)
 
@@ -86,28 +89,28 @@ def ordinary_page(h: HostileHandler, **_query: str) -> None:
     h.answer(PAGE)
 
 
-def robots_txt(h: HostileHandler) -> None:
+def robots_txt(h: HostileHandler, **_query: str) -> None:
     h.answer(h.server.robots_txt.encode(), "text/plain")
 
 
-def cookie_flood(h: HostileHandler) -> None:
+def cookie_flood(h: HostileHandler, **_query: str) -> None:
     h.answer(PAGE, cookies=COOKIES)
 
 
-def drip_status(h: HostileHandler) -> None:
+def drip_status(h: HostileHandler, **_query: str) -> None:
     """A status line that never ends: "HTTP/1.1 200 OOOO...", a byte every DRIP_SECONDS."""
     h.drip(b"HTTP/1.1 200 O")
 
 
-def distinct_words(h: HostileHandler, n: str = "600000") -> None:
+def distinct_words(h: HostileHandler, n: str = "600000", **_query: str) -> None:
     h.answer(distinct_words_text(int(n)), "text/plain; charset=utf-8")
 
 
-def long_token(h: HostileHandler, letters: str = "5000") -> None:
+def long_token(h: HostileHandler, letters: str = "5000", **_query: str) -> None:
     h.answer(f"<title>Long token</title><p>before {'a' * int(letters)} after</p>".encode())
 
 
-def long_title(h: HostileHandler, letters: str = "100000") -> None:
+def long_title(h: HostileHandler, letters: str = "100000", **_query: str) -> None:
     h.answer(f"<title>{'t' * int(letters)}</title><p>body</p>".encode())
 
 
@@ -151,6 +154,7 @@ class HostileServer(ThreadingHTTPServer):
         self.stopping = stopping
         self.cookie_headers: list[str | None] = []
         self.requests: list[tuple[str, float]] = []  # (path, time.monotonic())
+        self.answers = itertools.count()
         self._lock = threading.Lock()
 
     def record(self, path: str, cookie: str | None) -> None:
