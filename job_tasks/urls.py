@@ -28,12 +28,13 @@ def normalize_url(url: str, max_length: int = 2048) -> str:
     url = url.strip()
     if not url:
         raise BadUrl("the URL is empty")
-    if len(url) > max_length:  # cheap first; the encoded length below is at least this
+    if len(url) > max_length:  # cheap first: the encoded length is at least this
         raise BadUrl(f"the URL is longer than {max_length} characters")
     if any(ord(char) < 0x21 or char == "\x7f" for char in url):
         raise BadUrl("the URL contains spaces or control characters")
     try:
-        url.encode("utf-8")
+        if encoded_length(url) > max_length:
+            raise BadUrl(f"the URL is longer than {max_length} characters once percent-encoded")
     except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON) is no character
         raise BadUrl("the URL contains a lone surrogate, which is not a character") from None
     try:
