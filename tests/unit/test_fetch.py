@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from memory_redis import MemoryRedis
 
-from job_tasks.errors import Timeout
+from job_tasks.errors import InvalidUrl, Timeout
 from job_tasks.fetch import Fetcher, parse_content_type, retry_after_seconds
 from job_tasks.robots import RobotsRules
 from job_tasks.settings import Settings
@@ -73,6 +73,13 @@ class CookieHandler(BaseHTTPRequestHandler):
                 while not self.server.stopping.wait(0.2):
                     self.wfile.write(b"#")
                     self.wfile.flush()
+            return
+        if self.path == "/to-userinfo":
+            port = self.server.server_port
+            self.send_response(302)
+            self.send_header("Location", f"http://user:secret@127.0.0.1:{port}/page")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         body = b"<title>ok</title><p>words</p>"
         self.send_response(200)
@@ -151,6 +158,17 @@ def test_cookies_are_neither_kept_nor_sent():
 
     assert server.cookies_seen == [None, None]
     assert len(fetcher.session.cookies) == 0
+
+
+def test_a_redirect_to_a_url_with_a_password_is_not_followed_nor_shown():
+    with http_server() as server:
+        port = server.server_port
+
+        with pytest.raises(InvalidUrl) as info:
+            fetcher_for(port).fetch(f"http://127.0.0.1:{port}/to-userinfo")
+
+    assert "secret" not in info.value.message
+    assert len(server.cookies_seen) == 1  # the redirect only
 
 
 def test_a_dripping_tls_handshake_ends_at_the_page_deadline():
