@@ -16,6 +16,7 @@ robots.txt and redirects are fetched under the same deadline as the page itself.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -71,8 +72,8 @@ class PageDeadline:
         to nothing), and http.client lets go of its socket when an answer ends at close.
         Shutting down the duplicate cuts the one connection behind both.
         """
-        try:
-            duplicate = sock.dup()
+        try:  # os.dup: a TLS socket refuses dup(), but its descriptor is a plain one
+            duplicate = socket.socket(fileno=os.dup(sock.fileno()))
         except OSError:  # closed already: nothing left to cut
             return
         with self._lock:

@@ -120,7 +120,7 @@ class Fetcher:
         for _hop in range(self.settings.max_redirects + 1):
             if deadline.expired or deadline.time_left() <= 0:
                 raise self._late()
-            if "@" in urlsplit(url).netloc:  # normalize_url refuses these; never send them
+            if _has_userinfo(url):  # normalize_url refuses these; never send them
                 raise InvalidUrl("the URL holds a user name or password, which are not sent")
             delay_ms = None
             if obey_robots and self.robots is not None:
@@ -180,6 +180,13 @@ class Fetcher:
             # requests parses a redirect's Location even when it does not follow it,
             # and urllib raises ValueError on a broken one such as "http://[::1/x".
             raise InvalidUrl(f"the answer from {url} redirects to an unusable URL") from err
+
+
+def _has_userinfo(url: str) -> bool:
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:  # unusable: _send says so
+        return False
 
 
 def _redirect_target(response: requests.Response) -> str:

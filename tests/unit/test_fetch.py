@@ -1,7 +1,10 @@
 """job_tasks/fetch.py: its header helpers, and fetching from loopback servers."""
 
 import contextlib
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from email.utils import formatdate
@@ -65,7 +68,7 @@ class CookieHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.cookies_seen.append(self.headers.get("Cookie"))
-        if self.path == "/robots.txt" and self.server.drip_robots:
+        if self.path == "/drip" or (self.path == "/robots.txt" and self.server.drip_robots):
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.end_headers()
@@ -96,8 +99,10 @@ class CookieHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def http_server(drip_robots: bool = False):
+def http_server(drip_robots: bool = False, tls: ssl.SSLContext | None = None):
     server = ThreadingHTTPServer(("127.0.0.1", 0), CookieHandler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     server.cookies_seen, server.drip_robots = [], drip_robots
     server.stopping = threading.Event()
@@ -207,7 +212,44 @@ def test_the_deadline_closes_no_connection_of_a_page_that_ended_in_time():
     assert server_connections(fetcher) == connections == 1  # the same one, kept alive
 
 
-def server_connections(fetcher: Fetcher) -> int:
+def server_connections(fetcher: Fetcher, scheme: str = "http://") -> int:
     """Count the open connections of the fetcher's session (this thread's)."""
-    adapter = fetcher.session.get_adapter("http://")
+    adapter = fetcher.session.get_adapter(scheme)
     return sum(pool.num_connections for pool in adapter.poolmanager.pools._container.values())
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> str:
+    """A self-signed certificate (and its key) for 127.0.0.1, made by the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    path = tmp_path_factory.mktemp("tls") / "cert.pem"
+    new_key = ["-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    files = ["-keyout", str(path), "-out", str(path)]
+    subprocess.run(
+        ["openssl", "req", *new_key, *subject, *files],
+        check=True,
+        capture_output=True,
+    )
+    return str(path)
+
+
+def test_https_pages_are_fetched_on_one_kept_connection_and_cut_at_the_deadline(certificate):
+    """A kept TLS connection is watched again for each page (its descriptor, duplicated)."""
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(certificate)
+    with http_server(tls=tls) as server:
+        fetcher = fetcher_for(server.server_port)
+        fetcher.session.verify = certificate
+        url = f"https://127.0.0.1:{server.server_port}"
+
+        assert fetcher.fetch(f"{url}/page").status == 200
+        assert fetcher.fetch(f"{url}/page").status == 200
+        connections = server_connections(fetcher, "https://")
+        started = time.monotonic()
+        with pytest.raises(Timeout):
+            fetcher.fetch(f"{url}/drip")
+
+    assert connections == 1
+    assert PAGE_TIMEOUT <= time.monotonic() - started <= PAGE_TIMEOUT + LATE
