@@ -47,7 +47,9 @@ class RobotsRules:
         client: redis.Redis,
         user_agent: str,
         cache_seconds: int,
-        key_prefix: str = "wordcrawl:robots:",
+        # Not the "wordcrawl:robots:" of earlier versions, whose values (JSON of the whole
+        # file) would read as a robots.txt that allows everything.
+        key_prefix: str = "wordcrawl:robots-group:",
     ) -> None:
         self.client = client
         self.token = product_token(user_agent)

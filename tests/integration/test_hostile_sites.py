@@ -165,7 +165,7 @@ def test_robots_txt_is_read_as_rfc_9309_says(crawl, client, hostile_site, servic
         assert (page["status"], page["error"]) == outcome, path
     # Redis keeps our group of it only, re-written, for WORDCRAWL_ROBOTS_CACHE_SECONDS.
     client = redis.Redis.from_url(services.broker_url)
-    key = f"wordcrawl:robots:http://127.0.0.1:{hostile_site.main.server_port}"
+    key = f"wordcrawl:robots-group:http://127.0.0.1:{hostile_site.main.server_port}"
     assert client.get(key) == (
         b"User-agent: *\nDisallow: /private/\nAllow: /private/open/\nDisallow: /*.pdf$\n"
     )
@@ -181,7 +181,7 @@ def test_crawl_delay_spaces_a_hosts_requests_across_all_workers(crawl, hostile_s
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert min(gaps) >= 0.95, gaps  # Crawl-delay: 1, on Redis's clock
     client = redis.Redis.from_url(services.broker_url)
-    key = f"wordcrawl:robots:http://127.0.0.1:{hostile_site.paced.server_port}"
+    key = f"wordcrawl:robots-group:http://127.0.0.1:{hostile_site.paced.server_port}"
     assert client.get(key) == b"User-agent: *\nCrawl-delay: 1\n"
 
 
@@ -189,7 +189,7 @@ def test_every_key_of_robots_and_politeness_expires(crawl, hostile_site, service
     crawl([hostile_site.url("/expiring")])
     client = redis.Redis.from_url(services.broker_url)
 
-    keys = [*client.scan_iter("wordcrawl:robots:*"), *client.scan_iter("wordcrawl:host:*")]
+    keys = [*client.scan_iter("wordcrawl:robots-group:*"), *client.scan_iter("wordcrawl:host:*")]
 
     assert keys
     for key in keys:

@@ -188,7 +188,7 @@ def test_one_download_per_site_shared_by_every_worker_through_redis():
     assert not rules_for(second, fetcher, "/x/1").allows(f"{SITE}/x/1")  # another process
 
     assert fetcher.requests == 1
-    key = f"wordcrawl:robots:{SITE}"
+    key = f"wordcrawl:robots-group:{SITE}"
     assert redis.values[key] == b"User-agent: *\nDisallow: /x/\n"  # our group only
     assert 3590 <= redis.ttl(key) <= 3600
 
@@ -225,8 +225,8 @@ def test_4xx_allows_all_and_5xx_disallows_all_for_a_minute(error, group, ttl):
     rules = rules_for(robots, ServesRobots(error=error))
 
     assert rules.allows(f"{SITE}/page") is (group == ALLOW_ALL)
-    assert redis.values[f"wordcrawl:robots:{SITE}"] == group.encode()
-    assert ttl - 10 <= redis.ttl(f"wordcrawl:robots:{SITE}") <= ttl
+    assert redis.values[f"wordcrawl:robots-group:{SITE}"] == group.encode()
+    assert ttl - 10 <= redis.ttl(f"wordcrawl:robots-group:{SITE}") <= ttl
 
 
 @pytest.mark.parametrize(
