@@ -1,6 +1,6 @@
-"""Name every way a page can fail (contract, section 2), in one place.
+"""Name every way a page can fail (the error codes of the README), in one place.
 
-Fetching and extracting raise `PageError` with one of the contract's error codes and a
+Fetching and extracting raise `PageError` with one of the error codes and a
 sentence a student can read; the task stores both on the page. `transient` marks the
 failures worth trying again later (a timeout, a refused connection, HTTP 503).
 """
@@ -12,7 +12,7 @@ TRANSIENT_HTTP_STATUSES = frozenset({429, 502, 503, 504})
 
 
 class PageError(Exception):
-    """A page could not be counted; `code` is one of the contract's error codes."""
+    """A page could not be counted; `code` is one of the error codes."""
 
     code = "page_error"
     transient = False

@@ -1,11 +1,12 @@
 """Get a page's bytes safely: the first step a worker takes for every page.
 
-One `requests` session per worker thread, with the address guard mounted as its transport.
-Every limit of contract section 7 is enforced here: robots.txt, timeouts (per read and per
-page, the page's deadline kept by deadline.py even against a server that drips bytes),
-the response size read as a stream (after decompression, so gzip bombs stop too),
-the number of redirects, and the content type. Each failure becomes a `PageError` with the
-contract's error code.
+One `requests` session per worker thread, with the address guard mounted as its transport
+and a cookie policy that refuses every cookie. Every fetching limit of the README's
+guarantees is enforced here: robots.txt, timeouts (per read, and one deadline for the
+whole page, robots.txt and redirects included, kept by deadline.py even against a server
+that drips bytes), the response size read as a stream (after decompression, so gzip bombs
+stop too), the number of redirects, and the content type. Each failure becomes a
+`PageError` with its error code.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from urllib.parse import urljoin
+from http import cookiejar
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from urllib3.exceptions import DecodeError as Urllib3DecodeError
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
-from .deadline import RequestDeadline
+from .deadline import PageDeadline
 from .errors import (
     ConnectionFailed,
     DecodeError,
@@ -57,6 +59,17 @@ class Response:
     body: bytes
 
 
+class NoCookies(cookiejar.DefaultCookiePolicy):
+    """Refuse every cookie: no request carries one, and a session keeps none (a page may
+    send a hundred large Set-Cookie headers, and sessions live as long as their thread)."""
+
+    def set_ok(self, cookie: cookiejar.Cookie, request: object) -> bool:
+        return False
+
+    def return_ok(self, cookie: cookiejar.Cookie, request: object) -> bool:
+        return False
+
+
 class Fetcher:
     """Fetch pages under the settings' limits; one instance serves a whole worker process."""
 
@@ -80,6 +93,7 @@ class Fetcher:
             session = requests.Session()
             session.trust_env = False  # a proxy from the environment would bypass the guard
             session.headers.update({"User-Agent": self.settings.user_agent, "Accept": ACCEPT})
+            session.cookies.set_policy(NoCookies())
             adapter = GuardedAdapter(self.policy, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -87,14 +101,15 @@ class Fetcher:
         return session
 
     def fetch(self, url: str) -> Response:
-        """Fetch a page to count: robots.txt allowing, redirects followed, type checked."""
-        deadline = time.monotonic() + self.settings.page_timeout
-        return self.get(url, deadline, media_types=COUNTED_MEDIA_TYPES, obey_robots=True)
+        """Fetch a page to count: robots.txt allowing, redirects followed, type checked,
+        every step of it (robots.txt included) within WORDCRAWL_PAGE_TIMEOUT."""
+        with PageDeadline(time.monotonic() + self.settings.page_timeout) as deadline:
+            return self.get(url, deadline, media_types=COUNTED_MEDIA_TYPES, obey_robots=True)
 
     def get(
         self,
         url: str,
-        deadline: float,
+        deadline: PageDeadline,
         *,
         media_types: Collection[str] | None = None,
         max_bytes: int | None = None,
@@ -103,23 +118,29 @@ class Fetcher:
         """GET a URL, following up to max_redirects redirects, each hop checked again."""
         max_bytes = max_bytes or self.settings.max_response_bytes
         for _hop in range(self.settings.max_redirects + 1):
-            if time.monotonic() > deadline:
-                raise Timeout(f"the page took longer than {self.settings.page_timeout:g} s")
-            if obey_robots and self.robots is not None and not self.robots.allows(url, self):
-                raise RobotsDisallowed(f"robots.txt of this site does not allow {url}")
-            with self._host_slot(url, deadline), RequestDeadline(deadline) as watch:
+            if deadline.expired or deadline.time_left() <= 0:
+                raise self._late()
+            if _has_userinfo(url):  # normalize_url refuses these; never send them
+                raise InvalidUrl("the URL holds a user name or password, which are not sent")
+            delay_ms = None
+            if obey_robots and self.robots is not None:
+                rules = self.robots.rules_for(url, self, deadline)
+                if not rules.allows(url):
+                    raise RobotsDisallowed(f"robots.txt of this site does not allow {url}")
+                delay_ms = rules.delay_ms
+            with self._host_slot(url, deadline.at, delay_ms):
                 try:
                     response = self._send(url)  # redirects are not followed by requests, but here
                     with response:
                         if response.is_redirect:
                             url = _redirect_target(response)
                             continue
-                        answer = _read(response, deadline, media_types, max_bytes)
+                        answer = _read(response, deadline.at, media_types, max_bytes)
                 except PageError as err:
-                    if watch.expired:  # the error is what cutting the connection looks like
+                    if deadline.expired:  # the error is what cutting the connection looks like
                         raise self._late() from err
                     raise
-                if watch.expired:  # cut while reading a body that ends at close
+                if deadline.expired:  # cut while reading a body that ends at close
                     raise self._late()
                 return answer
         raise TooManyRedirects(
@@ -127,16 +148,16 @@ class Fetcher:
         )
 
     def _late(self) -> Timeout:
-        return Timeout(f"the page took longer than {self.settings.page_timeout:g} s to arrive")
+        return Timeout(f"the page took longer than {self.settings.page_timeout:g} s")
 
     @contextmanager
-    def _host_slot(self, url: str, deadline: float) -> Iterator[None]:
+    def _host_slot(self, url: str, deadline: float, delay_ms: int | None) -> Iterator[None]:
         """Wait for a free slot of the URL's host (shared by all workers), if limited."""
         if self.limiter is None:
             yield
             return
         try:
-            with self.limiter.slot(host_key(url), deadline):
+            with self.limiter.slot(host_key(url), deadline, delay_ms):
                 yield
         except HostBusy as err:
             raise Timeout(str(err)) from err
@@ -161,12 +182,21 @@ class Fetcher:
             raise InvalidUrl(f"the answer from {url} redirects to an unusable URL") from err
 
 
+def _has_userinfo(url: str) -> bool:
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:  # unusable: _send says so
+        return False
+
+
 def _redirect_target(response: requests.Response) -> str:
     location = response.headers["Location"]
     try:
         return normalize_url(urljoin(response.url, location))
     except ValueError as err:  # BadUrl, or urljoin failing on a broken [IPv6] host
-        raise InvalidUrl(f"the page redirects to an unusable URL {location!r}: {err}") from err
+        # The location is shown unless it may hold a password (user:password@host).
+        shown = "" if "@" in location else f" {location[:200]!r}"
+        raise InvalidUrl(f"the page redirects to an unusable URL{shown}: {err}") from err
 
 
 def _read(

@@ -1,4 +1,4 @@
-"""Keep crawls off private networks: the address guard of contract section 7.
+"""Keep crawls off private networks: the address guard (README, safety defaults).
 
 A URL from a student could name the database, a cloud metadata service or a printer on the
 lab network. So the guard judges the *address* a host name resolves to, at the moment a
@@ -19,12 +19,12 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
-from urllib3.util import connection
 
-from .deadline import watch_socket
+from .deadline import call_with_timeout, time_left, watch_socket
 from .errors import BlockedAddress
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+NUMERIC = socket.AI_NUMERICHOST  # parse the host as an address; never ask DNS
 
 
 @dataclass(frozen=True)
@@ -67,55 +67,88 @@ def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
     return None
 
 
-def checked_addresses(host: str, port: int, policy: AddressPolicy) -> list[str]:
+def checked_addresses(
+    host: str, port: int, policy: AddressPolicy, timeout: float | None = None
+) -> list[str]:
     """Resolve a host and return its addresses, or raise BlockedAddress if one is refused.
 
-    A name with one refused address is refused whole: its owner controls the answers.
+    A name with one refused address is refused whole: its owner controls the answers. The
+    refusal names the host as written, never the address it resolved to (what is on a
+    lab's network is not for the class to read). A name lookup that takes longer than
+    `timeout` seconds raises TimeoutError (an address written as numbers needs none).
     """
     host = host.strip("[]")  # an IPv6 literal arrives as [::1]
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    try:  # 127.0.0.1, 2130706433, 0x7f.1, ::1: an address, not a name to look up
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=NUMERIC)
+        numeric = True
+    except socket.gaierror:
+        infos = call_with_timeout(
+            lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout
+        )
+        numeric = False
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if policy.allows_name(host, port):
         return addresses
     for address in addresses:
         reason = blocked_reason(ipaddress.ip_address(address.split("%", 1)[0]))
         if reason is not None:
-            shown = host if host == address else f"{host} ({address})"
             article = "an" if reason[0] in "aeiou" else "a"
+            what = "is" if numeric else "resolves to"
             raise BlockedAddress(
-                f"{shown} is {article} {reason} address; wordcrawl only fetches public addresses "
-                "unless the host is in WORDCRAWL_ALLOWED_HOSTS"
+                f"{host} {what} {article} {reason} address; wordcrawl only fetches public "
+                "addresses unless the host is in WORDCRAWL_ALLOWED_HOSTS"
             )
     return addresses
 
 
 class _GuardedConnectionMixin:
-    """Open the socket to an address the policy allows, and to no other."""
+    """Open the socket to an address the policy allows, and to no other, within the
+    time left to the page (deadline.py)."""
 
     policy: AddressPolicy = AddressPolicy()
 
     def _new_conn(self) -> socket.socket:
         try:
-            addresses = checked_addresses(self.host, self.port, self.policy)
+            addresses = checked_addresses(self.host, self.port, self.policy, time_left(None))
         except socket.gaierror as err:
             raise NameResolutionError(self.host, self, err) from err
+        except TimeoutError as err:
+            raise ConnectTimeoutError(self, f"looking up {self.host} took too long") from err
         error: OSError | None = None
-        for address in addresses:  # like urllib3's create_connection, but on checked addresses
+        for address in addresses:  # like urllib3's create_connection, on checked addresses
             try:
-                return connection.create_connection(
-                    (address, self.port),
-                    self.timeout,
-                    source_address=self.source_address,
-                    socket_options=self.socket_options,
-                )
+                return self._connect_to(address)
             except OSError as err:
                 error = err
         if isinstance(error, TimeoutError):
             raise ConnectTimeoutError(self, f"connecting to {self.host} timed out") from error
         raise NewConnectionError(self, f"cannot connect to {self.host}: {error}") from error
 
+    def _connect_to(self, address: str) -> socket.socket:
+        """Connect a socket watched by the page's deadline from its creation on, so that
+        the deadline also cuts the TLS handshake that follows."""
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            watch_socket(sock)
+            for option in self.socket_options or ():
+                sock.setsockopt(*option)
+            timeout = time_left(None)
+            if isinstance(self.timeout, int | float):  # the connect timeout, if one is set
+                timeout = self.timeout if timeout is None else min(timeout, self.timeout)
+            if timeout is not None and timeout <= 0:
+                raise TimeoutError("no time left to connect")
+            sock.settimeout(timeout)
+            if self.source_address:
+                sock.bind(self.source_address)
+            sock.connect((address, self.port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        # Every answer is awaited here: the page's deadline (deadline.py) can cut it.
+        # A connection kept open since an earlier page is watched again, for this one.
         watch_socket(self.sock)
         return super().getresponse(*args, **kwargs)
 

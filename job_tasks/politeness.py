@@ -4,10 +4,14 @@ Celery's own `rate_limit` counts per worker process, but politeness is about wha
 *site* receives from all workers together, so the counters live in Redis, beside the
 broker. Before each request a worker takes a slot of the host (at most
 WORDCRAWL_PER_HOST_CONCURRENCY at once) that also respects a gap since the previous
-request to it (WORDCRAWL_PER_HOST_DELAY_MS), and gives the slot back afterwards.
+request to it (WORDCRAWL_PER_HOST_DELAY_MS, or the host's Crawl-delay when robots.txt
+asks for more), and gives the slot back afterwards.
 
 A slot is a member of a sorted set scored by when it expires, so a worker killed while
-holding one cannot block a host for longer than a page may take.
+holding one cannot block a host for longer than a page may take. Both keys of a host
+expire (the slots when the last would, the gap when it has passed), and the set holds at
+most WORDCRAWL_PER_HOST_CONCURRENCY members: Redis keeps nothing for a host once it is
+left alone.
 """
 
 from __future__ import annotations
@@ -70,14 +74,19 @@ class HostLimiter:
         self._acquire = client.register_script(_ACQUIRE)
 
     @contextmanager
-    def slot(self, host: str, deadline: float) -> Iterator[None]:
-        """Hold one of the host's slots for the body of the with-block."""
+    def slot(self, host: str, deadline: float, delay_ms: int | None = None) -> Iterator[None]:
+        """Hold one of the host's slots for the body of the with-block.
+
+        `delay_ms` is the host's own minimum gap (its robots.txt's Crawl-delay), when it
+        asks for more than WORDCRAWL_PER_HOST_DELAY_MS.
+        """
         slots_key = f"{self.prefix}:{host}:slots"
         slot_id = uuid.uuid4().hex
+        gap_ms = max(self.delay_ms, delay_ms or 0)
         while True:
             wait_ms = self._acquire(
                 keys=[slots_key, f"{self.prefix}:{host}:next"],
-                args=[slot_id, self.concurrency, self.delay_ms, self.slot_ms],
+                args=[slot_id, self.concurrency, gap_ms, self.slot_ms],
             )
             if wait_ms == 0:
                 break

@@ -72,6 +72,7 @@ class Settings:
     per_host_concurrency: int = 8  # requests to one host at once, across all workers (Scrapy: 8)
     per_host_delay_ms: int = 0  # minimum gap between two requests to one host (Scrapy: 0)
     fetch_retries: int = 3  # more tries for a page that timed out or answered 429/502/503/504
+    max_stored_words: int = 10_000  # distinct words stored per page (the most frequent)
 
     # Workers.
     # prefork: hard time limits, Flower's pool grow/shrink, and it recovers from every fault
@@ -206,6 +207,9 @@ class Settings:
             ),
             per_host_delay_ms=read.integer("WORDCRAWL_PER_HOST_DELAY_MS", cls.per_host_delay_ms),
             fetch_retries=read.integer("WORDCRAWL_FETCH_RETRIES", cls.fetch_retries),
+            max_stored_words=read.integer(
+                "WORDCRAWL_MAX_STORED_WORDS", cls.max_stored_words, minimum=1
+            ),
             worker_pool=read.text("WORDCRAWL_WORKER_POOL", cls.worker_pool),
             worker_concurrency=read.integer("WORDCRAWL_WORKER_CONCURRENCY", cls.worker_concurrency),
             task_time_limit=read.integer(

@@ -57,6 +57,7 @@ from sqlalchemy.dialects.postgresql import insert
 from .errors import PageError
 from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page, PageAttempt
 from .settings import get_settings
+from .words import most_frequent
 
 
 class NewPage(NamedTuple):
@@ -91,13 +92,13 @@ FINISH_PAGES = text(
             CAST(:page_ids AS bigint[]), CAST(:http_statuses AS integer[]),
             CAST(:titles AS text[]), CAST(:word_counts AS integer[]),
             CAST(:unique_words AS integer[]), CAST(:elapsed_ms AS integer[]),
-            CAST(:attempts AS integer[])
-        ) AS c(id, http_status, title, word_count, unique_words, elapsed_ms, attempt)
+            CAST(:messages AS text[]), CAST(:attempts AS integer[])
+        ) AS c(id, http_status, title, word_count, unique_words, elapsed_ms, message, attempt)
     ), ended AS (
         UPDATE pages
         SET status = 'done', http_status = c.http_status, title = c.title,
             word_count = c.word_count, unique_words = c.unique_words, error = NULL,
-            message = NULL, finished_at = now(), elapsed_ms = c.elapsed_ms
+            message = c.message, finished_at = now(), elapsed_ms = c.elapsed_ms
         FROM counted AS c
         WHERE pages.id = c.id AND pages.status = 'running' AND pages.attempts = c.attempt
             AND EXISTS (SELECT FROM job)
@@ -343,6 +344,10 @@ def _finish_pages_of_job(
     """Store counted pages of one job (finish_pages); return those stored and the pages
     to send."""
     results = [result for _, result in counted]
+    # A page's words are all counted, but only its most frequent are stored (words.py).
+    limit = get_settings().max_stored_words
+    stored = [most_frequent(result.counts, limit) for result in results]
+    kept = [(page, words) for (page, _), words in zip(counted, stored, strict=True)]
     job = conn.execute(
         FINISH_PAGES,
         {
@@ -354,9 +359,13 @@ def _finish_pages_of_job(
             "unique_words": [len(result.counts) for result in results],
             "elapsed_ms": [result.elapsed_ms for result in results],
             "attempts": [page.attempts for page, _ in counted],
-            "word_pages": " ".join(str(page.id) for page, result in counted for _ in result.counts),
-            "words": " ".join(word for result in results for word in result.counts),
-            "counts": " ".join(str(n) for result in results for n in result.counts.values()),
+            "messages": [
+                _not_stored_message(len(result.counts) - len(words), limit)
+                for result, words in zip(results, stored, strict=True)
+            ],
+            "word_pages": " ".join(str(page.id) for page, words in kept for _ in words),
+            "words": " ".join(word for _, words in kept for word in words),
+            "counts": " ".join(str(n) for _, words in kept for n in words.values()),
         },
     ).one()
     ended = set(job.ended)
@@ -370,6 +379,17 @@ def _finish_pages_of_job(
     for depth in sorted(links_by_depth):
         _add_pages(conn, job, links_by_depth[depth], depth + 1)
     return ended, _page_ended(conn, job, in_broker)
+
+
+def _not_stored_message(left_out: int, limit: int) -> str | None:
+    """Say how many of a counted page's distinct words were not stored (None: none)."""
+    if not left_out:
+        return None
+    return (
+        f"{left_out:,} of the page's distinct words were not stored: only the {limit:,} "
+        "most frequent are kept (WORDCRAWL_MAX_STORED_WORDS); word_count and unique_words "
+        "count them all"
+    )
 
 
 def fail_page(

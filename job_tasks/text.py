@@ -1,9 +1,10 @@
 """Turn a page's bytes into the text that is counted: the second step for every page.
 
-Word rules 1 and 2 of the contract: decode by the HTTP charset, else the document's
+Word rules 1 and 2 (README): decode by the HTTP charset, else the document's
 <meta charset>, else UTF-8 with replacement characters; count only the visible text of
 HTML (not head, script, style, noscript, template, svg, math), joining text nodes with a
-single space; keep the <title> as the page title.
+single space; keep the <title> as the page title, its spaces collapsed and cut to 200
+characters (a title is shown in lists; a longer one would only fill the database).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ WIDE_ENCODINGS = ("utf-16", "utf-32")  # these legitimately contain NUL bytes
 # UTF-7 ("+2AA-") and Python's escape codecs can decode to lone surrogates, which are no
 # characters: UTF-8 (and so PostgreSQL) cannot hold them.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_TITLE_LENGTH = 200  # characters of a page's title that are kept
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def parse_html(html: str, url: str) -> Document:
     base_url = urljoin(url, collector.base_href.strip()) if collector.base_href is not None else url
     return Document(
         text=" ".join(collector.texts),
-        title=" ".join((collector.title or "").split()) or None,
+        title=" ".join((collector.title or "").split())[:MAX_TITLE_LENGTH].rstrip() or None,
         base_url=base_url,
         links=collector.links,
     )

@@ -2,8 +2,10 @@
 
 A URL is kept as the user wrote it except for what makes two spellings the same page:
 the scheme and host are lower-cased, a default port (:80, :443) is dropped, an empty
-path becomes "/", and the #fragment goes
-(the contract counts a URL once per job "after removing the #fragment").
+path becomes "/", and the #fragment goes (a URL counts once per job without it). A URL
+that holds a user name or password (`user:password@host`) is refused: it would be stored
+and shown to the whole class. Its length is counted as it is sent, percent-encoded: one
+non-ASCII character is up to 12 characters on the wire.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ def normalize_url(url: str, max_length: int = 2048) -> str:
     url = url.strip()
     if not url:
         raise BadUrl("the URL is empty")
-    if len(url) > max_length:
+    if len(url) > max_length:  # cheap first: the encoded length is at least this
         raise BadUrl(f"the URL is longer than {max_length} characters")
     if any(ord(char) < 0x21 or char == "\x7f" for char in url):
         raise BadUrl("the URL contains spaces or control characters")
     try:
-        url.encode("utf-8")
+        if encoded_length(url) > max_length:
+            raise BadUrl(f"the URL is longer than {max_length} characters once percent-encoded")
     except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON) is no character
         raise BadUrl("the URL contains a lone surrogate, which is not a character") from None
     try:
@@ -50,17 +53,29 @@ def normalize_url(url: str, max_length: int = 2048) -> str:
         raise BadUrl("the URL has a backslash before its path")
     if port == 0:
         raise BadUrl("the URL has port 0")
-    after_bracket = parts.netloc.rpartition("@")[2].partition("]")[2]
+    if "@" in parts.netloc:
+        # Not echoed: the text before "@" may be a password.
+        raise BadUrl("the URL holds a user name or password (user:password@host); remove it")
+    after_bracket = parts.netloc.partition("]")[2]
     if after_bracket and not after_bracket.startswith(":"):
         # urllib ignores what follows "[::1]" unless it is ":port": refuse, not guess.
         raise BadUrl("the URL has text after its [IPv6] host")
-    netloc = _lower_host(parts.netloc)
+    netloc = parts.netloc.lower()  # the host and port: no userinfo is left
     if port is None or port == DEFAULT_PORTS[scheme]:
         netloc = netloc.removesuffix(":" if port is None else f":{port}")
     canonical = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
-    if len(canonical) > max_length:
-        raise BadUrl(f"the URL is longer than {max_length} characters")
+    if encoded_length(canonical) > max_length:
+        raise BadUrl(f"the URL is longer than {max_length} characters once percent-encoded")
     return canonical
+
+
+def encoded_length(url: str) -> int:
+    """Return the length of a URL as it is sent: each byte of a non-ASCII character's
+    UTF-8 form becomes %XX (an upper bound for a host, whose IDNA form is shorter)."""
+    if url.isascii():
+        return len(url)
+    data = url.encode("utf-8")
+    return len(data) + 2 * sum(byte >= 0x80 for byte in data)
 
 
 def same_host_link(
@@ -96,8 +111,3 @@ def host_key(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{parts.scheme}://{host}:{port}"
-
-
-def _lower_host(netloc: str) -> str:
-    userinfo, at, hostport = netloc.rpartition("@")
-    return f"{userinfo}{at}{hostport.lower()}"

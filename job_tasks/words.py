@@ -1,13 +1,17 @@
 """Turn text into word counts: the third step for every page, pure and without I/O.
 
-Word rule 3 of the contract: NFC-normalise, turn U+2019 into an apostrophe, split with an
-NLTK tokenizer into runs of letters or digits that may hold single apostrophes or hyphens
-between two such characters, case-fold, and drop tokens without a letter (2024). Rule 4:
-NLTK's English stopwords are stored like any word; readers choose to leave them out.
+The word rules of the README: NFC-normalise, turn U+2019 into an apostrophe, split with
+an NLTK tokenizer into runs of letters or digits that may hold single apostrophes or
+hyphens between two such characters, case-fold, and drop tokens without a letter (2024)
+or longer than 64 characters (no language has such words; a page of them would only fill
+the database). NLTK's English stopwords are stored like any word; readers choose to leave
+them out. A page's words are all counted, but only its most frequent are stored
+(`most_frequent`), so that one page cannot fill the database.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import unicodedata
 from collections import Counter
@@ -23,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # [^\W_] is "a letter or a digit" in any script: \w without the underscore.
 WORD_PATTERN = r"[^\W_]+(?:['-][^\W_]+)*"
+MAX_WORD_LENGTH = 64  # characters, once case-folded; a longer token is not a word
 
 
 class WordTokenizer(RegexpTokenizer):
@@ -47,8 +52,9 @@ SHIPPED_NLTK_DATA = Path(__file__).parent / "nltk_data"
 
 
 def tokenize(text: str) -> list[str]:
-    """Split text into words, case-folded, by the contract's word rules."""
-    return [token.casefold() for token in _tokens(text) if _has_letter(token)]
+    """Split text into words, case-folded, by the word rules (README)."""
+    words = (token.casefold() for token in _tokens(text) if _has_letter(token))
+    return [word for word in words if len(word) <= MAX_WORD_LENGTH]
 
 
 def _tokens(text: str) -> list[str]:
@@ -70,8 +76,18 @@ def count_words(text: str) -> FreqDist:
     counts: Counter[str] = Counter()
     for token, count in Counter(_tokens(text)).items():
         if _has_letter(token):
-            counts[token.casefold()] += count
+            word = token.casefold()  # may grow ("ß" is "ss"): measured after
+            if len(word) <= MAX_WORD_LENGTH:
+                counts[word] += count
     return FreqDist(counts)
+
+
+def most_frequent(counts: dict[str, int], limit: int) -> dict[str, int]:
+    """Return the `limit` most frequent words of a page (ties by word, in order); all of
+    them, as they are, when there are no more than that (most pages: no cost)."""
+    if len(counts) <= limit:
+        return counts
+    return dict(heapq.nsmallest(limit, counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 @lru_cache(maxsize=1)

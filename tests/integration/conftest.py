@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 from fixture_site import MAX_BYTES, FixtureSite
+from hostile_site import HostileSite
 from processes import WorkerPool, wait_for
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -139,6 +140,14 @@ def fixture_site() -> Iterator[FixtureSite]:
 
 
 @pytest.fixture(scope="session")
+def hostile_site() -> Iterator[HostileSite]:
+    """The hostile site (cookie floods, dripping answers, huge pages), on 127.0.0.1."""
+    site = HostileSite().start()
+    yield site
+    site.stop()
+
+
+@pytest.fixture(scope="session")
 def demo_site() -> Iterator[DemoServer]:
     """The demo site (wordcrawl demo-site), with 60 linked pages."""
     server = DemoServer(DemoSite(pages=60))
@@ -156,7 +165,11 @@ def closed_port() -> int:
 
 @pytest.fixture(scope="session")
 def worker_env(
-    services: Services, fixture_site: FixtureSite, demo_site: DemoServer, closed_port: int
+    services: Services,
+    fixture_site: FixtureSite,
+    demo_site: DemoServer,
+    hostile_site: HostileSite,
+    closed_port: int,
 ) -> dict:
     """The environment of the test workers: test services, the sites allowed, and
     short limits so failure cases end quickly."""
@@ -165,7 +178,7 @@ def worker_env(
         "WORDCRAWL_ALLOWED_HOSTS": (
             f"127.0.0.1:{fixture_site.server_port},"
             f"127.0.0.1:{demo_site.server_address[1]},"
-            f"127.0.0.1:{closed_port}"
+            f"127.0.0.1:{closed_port}," + ",".join(hostile_site.allowed_hosts)
         ),
         "WORDCRAWL_MAX_RESPONSE_BYTES": str(MAX_BYTES),
         "WORDCRAWL_READ_TIMEOUT": "1",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import string
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -68,17 +69,22 @@ def parse_seed(value: Any) -> tuple[str, str, int | None, str] | None:
     most 2,048 characters; else None.
 
     Only what no reading of "an http(s) URL" allows is refused here: another scheme, no
-    host, a bad port, spaces, control characters or lone surrogates, too many characters.
+    host, a bad port, spaces, control characters or lone surrogates, too many characters
+    once percent-encoded, and a user name or password (whatever stands before an "@").
     """
     if not isinstance(value, str) or re.search("[\ud800-\udfff]", value):
         return None
     url = value.strip()
-    if not 0 < len(url) <= MAX_URL_LENGTH or any(ord(c) < 0x21 or c == "\x7f" for c in url):
+    if not url or any(ord(c) < 0x21 or c == "\x7f" for c in url):
+        return None
+    if len(quote(url, safe=string.printable)) > MAX_URL_LENGTH:  # "é" is "%C3%A9"
         return None
     match = re.match(r"(?i)(https?)://([^/?#]*)", url)
     if match is None:
         return None
-    host_port = match.group(2).rpartition("@")[2]
+    host_port = match.group(2)
+    if "@" in host_port:
+        return None
     if host_port.startswith("["):  # an IP literal: IPv6 (or IPvFuture), RFC 3986
         host, bracket, port = host_port[1:].partition("]")
         if not bracket or (port and not port.startswith(":")):
@@ -256,6 +262,8 @@ TRICKY_URLS = [
     "http://127.0.0.2/\ud800",  # a lone surrogate: JSON can carry it, UTF-8 cannot
     "http://127.0.0.2\\@localhost/",
     "http://user@/",
+    "http://user:secret@127.0.0.2/",
+    "http://127.0.0.2/" + "\u0436" * 700,  # 717 characters, 4,217 once percent-encoded
     " http://127.0.0.2/padded ",
     "http://127.0.0.2/" + "a" * (MAX_URL_LENGTH - len("http://127.0.0.2/")),
     "http://127.0.0.2/" + "a" * (MAX_URL_LENGTH + 1 - len("http://127.0.0.2/")),

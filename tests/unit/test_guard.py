@@ -1,4 +1,4 @@
-"""The address guard of contract section 7 (job_tasks/guard.py).
+"""The address guard (job_tasks/guard.py).
 
 Only IP literals and "localhost" are resolved here: getaddrinfo answers them without DNS.
 The tests that make requests only ever target loopback addresses.
@@ -6,10 +6,11 @@ The tests that make requests only ever target loopback addresses.
 
 import ipaddress
 import socket
+import time
 
 import pytest
 
-from job_tasks.errors import BlockedAddress, ConnectionFailed
+from job_tasks.errors import BlockedAddress, ConnectionFailed, InvalidUrl
 from job_tasks.fetch import Fetcher
 from job_tasks.guard import AddressPolicy, blocked_reason, checked_addresses
 from job_tasks.settings import Settings
@@ -90,12 +91,39 @@ def test_local_hosts_are_refused(host):
         checked_addresses(host, 80, DEFAULT)
 
 
-def test_refusal_names_the_host_and_the_address():
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [
+        ("0x7f.0.0.1", "0x7f.0.0.1 is a loopback address"),  # an address, however written
+        ("localhost", "localhost resolves to a loopback address"),  # a name
+    ],
+)
+def test_refusal_names_the_host_never_the_address_it_resolved_to(host, said):
     with pytest.raises(BlockedAddress) as info:
-        checked_addresses("0x7f.0.0.1", 80, DEFAULT)
+        checked_addresses(host, 80, DEFAULT)
 
-    assert "0x7f.0.0.1 (127.0.0.1)" in info.value.message
+    assert info.value.message.startswith(said)
+    assert "127.0.0.1" not in info.value.message
     assert "WORDCRAWL_ALLOWED_HOSTS" in info.value.message
+
+
+def test_a_name_lookup_that_takes_too_long_stops_being_waited_for(monkeypatch):
+    """getaddrinfo cannot be interrupted: the guard waits for it only as long as allowed."""
+    real = socket.getaddrinfo
+
+    def slow_for_names(host, *args, **kwargs):
+        if not kwargs.get("flags"):  # the lookup of a name, not the parsing of an address
+            time.sleep(2)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_for_names)
+    started = time.monotonic()
+
+    with pytest.raises(TimeoutError):
+        checked_addresses("localhost", 80, DEFAULT, timeout=0.2)
+
+    assert time.monotonic() - started < 1
+    assert checked_addresses("127.0.0.1", 80, AddressPolicy(allow_private=True), timeout=0.2)
 
 
 def test_public_ip_literal_passes():
@@ -193,35 +221,43 @@ def fetcher(port) -> Fetcher:
 @pytest.mark.parametrize(
     ("url", "judged"),
     [
-        ("http://127.0.0.1:{port}@127.0.0.2:{port}/", "127.0.0.2"),  # userinfo names the allowed
-        ("http://127.0.0.1:{port}@localhost:{port}/", "localhost"),
-        ("http://127.0.0.1:{port}:x@[::1]:{port}/", "::1"),
-        ("http://[::ffff:127.0.0.1]:{port}/", "::ffff:127.0.0.1"),  # IPv4-mapped
-        ("http://[::1]:{port}/", "::1"),
-        ("http://2130706433:{port}/", "2130706433 (127.0.0.1)"),  # decimal
-        ("http://0x7f.1:{port}/", "0x7f.1 (127.0.0.1)"),  # hex, short form
-        ("http://017700000001:{port}/", "017700000001 (127.0.0.1)"),  # octal
+        ("http://127.0.0.2:{port}/", "127.0.0.2 is a loopback"),
+        ("http://localhost:{port}/", "localhost resolves to a loopback"),
+        ("http://[::ffff:127.0.0.1]:{port}/", "::ffff:127.0.0.1 is a loopback"),  # IPv4-mapped
+        ("http://[::1]:{port}/", "::1 is a loopback"),
+        ("http://2130706433:{port}/", "2130706433 is a loopback"),  # decimal
+        ("http://0x7f.1:{port}/", "0x7f.1 is a loopback"),  # hex, short form
+        ("http://017700000001:{port}/", "017700000001 is a loopback"),  # octal
         ("http://0.0.0.0:{port}/", "0.0.0.0 is an unspecified"),
-        ("http://127.0.0.2:{port}\\@127.0.0.1:{port}/", "127.0.0.2"),  # "\" ends the host
     ],
 )
 def test_the_guard_judges_the_host_the_request_goes_to(fetcher, port, url, judged):
-    """Another spelling of the allowed host, or the allowed host as userinfo, is refused."""
+    """Another spelling of the allowed host is refused, and the address is never shown."""
     with pytest.raises(BlockedAddress) as info:
         fetcher.fetch(url.format(port=port))
 
     assert judged in info.value.message
+    assert "(" not in info.value.message
 
 
 @pytest.mark.parametrize(
     "url",
     [
-        "http://127.0.0.1:{port}/",
+        "http://127.0.0.1:{port}@127.0.0.2:{port}/",  # userinfo naming the allowed host
         "http://user:secret@127.0.0.1:{port}/",
-        "http://127.0.0.1.:{port}/",
+        "http://user@127.0.0.1:{port}/",
+        "http://127.0.0.2:{port}\\@127.0.0.1:{port}/",  # a backslash ends the host for urllib3
     ],
 )
-def test_the_allowed_host_is_let_through_with_or_without_userinfo(fetcher, port, url):
+def test_a_url_with_userinfo_is_never_requested(fetcher, port, url):
+    with pytest.raises(InvalidUrl) as info:
+        fetcher.fetch(url.format(port=port))
+
+    assert "secret" not in info.value.message
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:{port}/", "http://127.0.0.1.:{port}/"])
+def test_the_allowed_host_is_let_through(fetcher, port, url):
     with pytest.raises(ConnectionFailed) as info:  # let through: it tried to connect
         fetcher.fetch(url.format(port=port))
 

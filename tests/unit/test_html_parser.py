@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from job_manager.demo_site import DemoSite
-from job_tasks.text import NOT_COUNTED_TAGS, parse_html
+from job_tasks.text import MAX_TITLE_LENGTH, NOT_COUNTED_TAGS, parse_html
 from job_tasks.words import tokenize
 
 PAGE_URL = "http://example.com/dir/page.html"
@@ -27,6 +27,7 @@ def reference(html: str) -> tuple[list[str], str | None, list[str], str]:
         (t for t in soup.find_all("title") if not t.find_parent(["svg", "math", "template"])), None
     )
     title = " ".join(title_tag.get_text().split()) if title_tag else None
+    title = title[:MAX_TITLE_LENGTH].rstrip() if title else None  # the stored length
     base = soup.find("base", href=True)
     base_url = urljoin(PAGE_URL, base["href"].strip()) if base else PAGE_URL
     links = [a["href"] for a in soup.find_all("a", href=True)]

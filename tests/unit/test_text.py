@@ -150,6 +150,18 @@ def test_title_is_stored_but_not_counted():
     assert tokenize(document.text) == ["body", "words"]
 
 
+def test_a_long_title_is_cut_to_200_characters():
+    document = parse_html(f"<title>  {'word ' * 20_000}</title><p>body</p>", PAGE_URL)
+
+    assert document.title == ("word " * 40).rstrip()[:200].rstrip()
+    assert len(document.title) <= 200
+    assert tokenize(document.text) == ["body"]
+
+
+def test_a_100000_letter_title_keeps_its_first_200():
+    assert parse_html(f"<title>{'t' * 100_000}</title>", PAGE_URL).title == "t" * 200
+
+
 def test_title_entities_are_decoded():
     document = parse_html("<title>Tom &amp; Jerry</title><p>x</p>", PAGE_URL)
 

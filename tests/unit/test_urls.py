@@ -1,8 +1,15 @@
-"""Which URLs wordcrawl accepts and follows (contract sections 2 and 7; job_tasks/urls.py)."""
+"""Which URLs wordcrawl accepts and follows (job_tasks/urls.py)."""
 
 import pytest
 
-from job_tasks.urls import BadUrl, host_key, normalize_url, same_host_link, same_host_links
+from job_tasks.urls import (
+    BadUrl,
+    encoded_length,
+    host_key,
+    normalize_url,
+    same_host_link,
+    same_host_links,
+)
 
 PAGE = "http://example.com/dir/page.html"
 
@@ -109,6 +116,40 @@ def test_url_longer_than_max_length_is_refused():
 
     with pytest.raises(BadUrl, match="2048"):
         normalize_url(url)
+
+
+def test_max_length_counts_the_percent_encoded_form():
+    """700 non-ASCII characters are 700 characters, but 4,200 once sent (%D0%B6 each)."""
+    url = "http://example.com/" + "ж" * 700
+
+    assert len(url) < 2048
+    with pytest.raises(BadUrl, match="percent-encoded"):
+        normalize_url(url)
+    assert encoded_length(url) == len("http://example.com/") + 700 * 6
+    assert normalize_url("http://example.com/" + "ж" * 300)  # 1,800 + 19 characters
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:secret@example.com/",
+        "http://user@example.com/",
+        "http://:secret@example.com/",
+        "http://@example.com/",
+        "https://user:secret@example.com:8443/path?q=1",
+    ],
+)
+def test_a_url_with_a_user_name_or_password_is_refused_without_echoing_it(url):
+    with pytest.raises(BadUrl, match="user name or password") as info:
+        normalize_url(url)
+
+    assert "secret" not in str(info.value)
+    assert "user:" not in str(info.value).replace("user:password@host", "")
+
+
+def test_a_link_with_a_user_name_or_password_is_not_followed():
+    assert same_host_link(PAGE, "http://user:secret@example.com/x") is None
+    assert same_host_link(PAGE, "//user@example.com/x") is None
 
 
 def test_max_length_is_checked_on_the_canonical_form():
@@ -249,7 +290,7 @@ def test_a_lone_surrogate_is_refused():
         normalize_url("http://example.com/\ud800")
 
 
-@pytest.mark.parametrize("url", ["HTTP://[::1]0", "http://[::1]x/", "http://u@[::1]80/"])
+@pytest.mark.parametrize("url", ["HTTP://[::1]0", "http://[::1]x/", "http://[::1]80/"])
 def test_text_after_an_ipv6_host_is_refused(url):
     with pytest.raises(BadUrl, match="IPv6"):
         normalize_url(url)

@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nltk.tokenize import RegexpTokenizer
 
-from job_tasks.words import TOKENIZER, WORD_PATTERN, count_words, english_stopwords, tokenize
+from job_tasks.words import (
+    TOKENIZER,
+    WORD_PATTERN,
+    count_words,
+    english_stopwords,
+    most_frequent,
+    tokenize,
+)
 
 
 def test_text_splits_into_case_folded_words():
@@ -48,6 +55,35 @@ def test_hyphens_and_apostrophes_join_only_between_letters_or_digits(text, words
 )
 def test_a_token_needs_a_letter_to_be_a_word(text, words):
     assert tokenize(text) == words
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        pytest.param("a" * 64, ["a" * 64], id="64-letters"),
+        pytest.param("a" * 65, [], id="65-letters"),
+        pytest.param("x " + "b" * 5000 + " y", ["x", "y"], id="5000-letters"),
+        pytest.param("-".join(["ab"] * 30), [], id="hyphenated-89"),
+        pytest.param("ß" * 33, [], id="66-once-case-folded"),  # 33 characters, "ss" each
+        pytest.param("ß" * 32, ["ss" * 32], id="64-once-case-folded"),
+    ],
+)
+def test_a_token_longer_than_64_characters_is_not_a_word(text, words):
+    assert tokenize(text) == words
+    assert dict(count_words(text)) == dict(Counter(words))
+
+
+def test_the_most_frequent_words_are_kept_ties_by_word():
+    counts = {"b": 2, "a": 2, "c": 5, "d": 1, "e": 2}
+
+    assert most_frequent(counts, 3) == {"c": 5, "a": 2, "b": 2}
+    assert list(most_frequent(counts, 3)) == ["c", "a", "b"]
+
+
+def test_a_page_with_no_more_words_than_the_limit_keeps_them_all_as_they_are():
+    counts = {"one": 1, "two": 2}
+
+    assert most_frequent(counts, 2) is counts
 
 
 @pytest.mark.parametrize(
