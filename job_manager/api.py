@@ -15,9 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from job_tasks import app as celery_app
-from job_tasks.broker import queue_length
-from job_tasks.models import PAGE_STATUSES
-from job_tasks.words import tokenize
+from job_tasks.reading.words import tokenize
+from job_tasks.storing.models import PAGE_STATUSES
+from job_tasks.upkeep.broker import queue_length
 
 from . import queries
 from .api_input import (

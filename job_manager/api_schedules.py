@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.orm import Session
 
-from job_tasks.models import Job
+from job_tasks.storing.models import Job
 
 from . import queries
 from .api_input import (

@@ -47,8 +47,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from job_tasks.db import drop_database
 from job_tasks.settings import Settings, format_allowed_hosts, sqlalchemy_url
+from job_tasks.storing.db import drop_database
 
 from .demo_site import DemoSite
 from .services import (
@@ -237,9 +237,9 @@ def _one_run(
     servers: _Servers,
 ) -> BenchRun:
     """Start `count` workers, crawl the URLs, stop the workers; return the figures."""
-    from job_tasks.db import get_sessionmaker
     from job_tasks.settings import get_settings
-    from job_tasks.submission import JobRequest, start_job
+    from job_tasks.storing.db import get_sessionmaker
+    from job_tasks.storing.submission import JobRequest, start_job
     from job_worker import worker_concurrency
 
     settings = Settings.from_env(env)
@@ -368,7 +368,7 @@ def _point_this_process_at(broker_url: str, database_url: str, pages_per_task: i
 
 def _create_database(database_url: str) -> None:
     import job_tasks
-    from job_tasks.db import create_database_if_missing, init_db
+    from job_tasks.storing.db import create_database_if_missing, init_db
 
     create_database_if_missing(database_url)
     init_db(database_url, job_tasks.app)
@@ -378,7 +378,7 @@ def _create_database(database_url: str) -> None:
 def _dispose_shared_engine(database_url: str) -> None:
     """Close this process's pooled connections (job_tasks.db's and Celery's backend)."""
     import job_tasks
-    from job_tasks import db as job_db
+    from job_tasks.storing import db as job_db
 
     engine = job_db._engines.get(database_url)
     if engine is not None:

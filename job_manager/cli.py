@@ -140,7 +140,7 @@ def beat() -> None:
 def init_db_command() -> None:
     """Create the database tables (wordcrawl's and Celery's); safe to run again."""
     from job_tasks import app
-    from job_tasks.db import create_database_if_missing, init_db
+    from job_tasks.storing.db import create_database_if_missing, init_db
 
     settings = _settings()
     if create_database_if_missing(settings.database_url):
@@ -173,8 +173,8 @@ def prune(days: int, dry_run: bool, batch_size: int) -> None:
     """
     from sqlalchemy.exc import OperationalError
 
-    from job_tasks.db import get_engine
-    from job_tasks.prune import prune as prune_jobs
+    from job_tasks.storing.db import get_engine
+    from job_tasks.storing.prune import prune as prune_jobs
 
     engine = get_engine(_settings().database_url)
     try:

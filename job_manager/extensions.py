@@ -16,9 +16,9 @@ from flask_wtf import CSRFProtect
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from job_tasks.census import Census
-from job_tasks.heartbeat import census_for
 from job_tasks.settings import Settings, sqlalchemy_url
+from job_tasks.upkeep.census import Census
+from job_tasks.upkeep.heartbeat import census_for
 
 csrf = CSRFProtect()
 # Who a client is, for the rate limits and the cap of schedules: its address.

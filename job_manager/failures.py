@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from job_tasks.dead_letters import RetryRefused, retry_failed_pages
-from job_tasks.models import Job, Page, PageAttempt
 from job_tasks.settings import Settings
+from job_tasks.storing.dead_letters import RetryRefused, retry_failed_pages
+from job_tasks.storing.models import Job, Page, PageAttempt
 
 from .errors import ApiError
 from .jobs import parse_urls

@@ -12,9 +12,9 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from job_tasks.models import OPEN_JOB_STATUSES, Job, Page
 from job_tasks.settings import Settings
-from job_tasks.submission import JobRequest, start_job
+from job_tasks.storing.models import OPEN_JOB_STATUSES, Job, Page
+from job_tasks.storing.submission import JobRequest, start_job
 from job_tasks.urls import BadUrl, normalize_url
 
 from .errors import ApiError

@@ -33,9 +33,9 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from job_tasks import app as celery_app
-from job_tasks.broker import queue_length
 from job_tasks.celeryconfig import QUEUES
-from job_tasks.models import JOB_STATUSES, PAGE_STATUSES, Job, Page
+from job_tasks.storing.models import JOB_STATUSES, PAGE_STATUSES, Job, Page
+from job_tasks.upkeep.broker import queue_length
 
 from .extensions import census, limiter, sessions, settings
 

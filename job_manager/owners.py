@@ -24,7 +24,7 @@ from flask import request, session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from job_tasks.models import Job, Schedule
+from job_tasks.storing.models import Job, Schedule
 
 from .errors import ApiError
 from .extensions import limiter_key, sessions, settings

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from job_tasks.models import PAGE_STATUSES, Job, JobUrl, Page, WordCount
-from job_tasks.words import english_stopwords
+from job_tasks.reading.words import english_stopwords
+from job_tasks.storing.models import PAGE_STATUSES, Job, JobUrl, Page, WordCount
 
 PAGE_FIELDS = (
     "url",

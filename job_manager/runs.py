@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import func, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
-from job_tasks.models import Job, Page, WordCount
-from job_tasks.words import english_stopwords
+from job_tasks.reading.words import english_stopwords
+from job_tasks.storing.models import Job, Page, WordCount
 
 
 def run_ids(

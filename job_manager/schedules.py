@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from job_tasks.cron import BadSchedule
-from job_tasks.models import Schedule
-from job_tasks.schedules import MAX_EVERY_MINUTES, Timing, timing_of
 from job_tasks.settings import Settings
-from job_tasks.submission import JobRequest
+from job_tasks.storing.cron import BadSchedule
+from job_tasks.storing.models import Schedule
+from job_tasks.storing.schedule_runs import MAX_EVERY_MINUTES, Timing, timing_of
+from job_tasks.storing.submission import JobRequest
 
 from . import queries
 from .errors import ApiError

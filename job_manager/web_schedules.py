@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from flask import Blueprint, abort, redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
-from job_tasks.schedules import Timing
+from job_tasks.storing.schedule_runs import Timing
 
 from . import owners, queries
 from .errors import ApiError

@@ -9,22 +9,22 @@ from celery import Celery
 from celery.signals import beat_init
 
 from .celeryconfig import celery_config
-from .heartbeat import Heartbeat
 from .settings import Settings, get_settings
+from .upkeep.heartbeat import Heartbeat
 
 
 def create_celery(settings: Settings) -> Celery:
     """Make a Celery app configured from wordcrawl's settings."""
-    app = Celery("wordcrawl", include=["job_tasks.tasks", "job_tasks.schedules"])
+    app = Celery("wordcrawl", include=["job_tasks.tasks"])
     app.conf.update(celery_config(settings))
     # `db+postgresql://...` results are stored by one upsert per state (result_backend.py)
     # instead of Celery's read, locked read and write.
-    app.loader.override_backends = {"db": "job_tasks.result_backend:UpsertDatabaseBackend"}
+    app.loader.override_backends = {"db": "job_tasks.storing.result_backend:UpsertDatabaseBackend"}
     # Every worker reports to the census that it lives (heartbeat.py), and takes its turn
     # at the deployment's upkeep (upkeep.py). The upkeep step is named, not imported: it
     # sends tasks, so it imports them, and they need this app first.
     app.steps["worker"].add(Heartbeat)
-    app.steps["worker"].add("job_tasks.upkeep:Upkeep")
+    app.steps["worker"].add("job_tasks.upkeep.recovery:Upkeep")
     return app
 
 

@@ -16,10 +16,13 @@ from .settings import Settings
 # Two queues, so that workers can be given work by kind (`wordcrawl worker --queues`):
 # pages to crawl, and the short upkeep tasks (starting scheduled runs, removing expired
 # results) that must not wait behind pages. A worker started without --queues takes both,
-# and only workers that take `housekeeping` run the deployment's upkeep (upkeep.py).
+# and only workers that take `housekeeping` run the deployment's upkeep (upkeep/recovery.py).
 CRAWL_QUEUE = "crawl"
 HOUSEKEEPING_QUEUE = "housekeeping"
 QUEUES = (CRAWL_QUEUE, HOUSEKEEPING_QUEUE)
+# The names the tasks (tasks.py) are registered under, and sent by (sending.py).
+CRAWL_PAGES = "job_tasks.tasks.crawl_pages"
+START_DUE_RUNS = "job_tasks.tasks.start_due_runs"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -46,14 +49,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_queues": [Queue(name) for name in QUEUES],
         "task_default_queue": CRAWL_QUEUE,
         "task_routes": {
-            "job_tasks.schedules.*": {"queue": HOUSEKEEPING_QUEUE},
+            START_DUE_RUNS: {"queue": HOUSEKEEPING_QUEUE},
             "celery.backend_cleanup": {"queue": HOUSEKEEPING_QUEUE},
         },
         # Results (states, worker, timings) in PostgreSQL, beside wordcrawl's own tables.
         "result_backend": settings.celery_result_backend,
         "result_extended": True,  # keep the task name, args and worker in celery_taskmeta
         "database_create_tables_at_setup": False,  # `wordcrawl init-db` creates them once
-        # Each state is one statement (job_tasks/result_backend.py): autocommit spares a
+        # Each state is one statement (storing/result_backend.py): autocommit spares a
         # BEGIN and a COMMIT per state. No ping before each use: a connection that died
         # with a restarted server fails its statement, and Celery's backend then drops its
         # connections and tries again (result_backend_always_retry). A state is not
@@ -109,13 +112,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         ),
         # Live state for Flower and AsyncResult: queued (sent), STARTED, then the outcome.
         # `wordcrawl beat` (one per deployment) sends one task per tick; it finds the
-        # schedules that are due and starts their runs (schedules.py). Its state lives in
-        # PostgreSQL, so beat keeps none: the in-memory scheduler writes no file. A tick
-        # expires when the next is sent, so a backlog in the broker does not pile up.
+        # schedules that are due and starts their runs (storing/schedule_runs.py). Its
+        # state lives in PostgreSQL, so beat keeps none: the in-memory scheduler writes no
+        # file. A tick expires when the next is sent, so a backlog in the broker does not
+        # pile up.
         "beat_scheduler": "celery.beat:Scheduler",
         "beat_schedule": {
             "start-due-runs": {
-                "task": "job_tasks.schedules.start_due_runs",
+                "task": START_DUE_RUNS,
                 "schedule": float(settings.schedule_tick_seconds),
                 "options": {"expires": settings.schedule_tick_seconds},
             }

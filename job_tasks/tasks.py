@@ -1,11 +1,12 @@
-"""The Celery task a worker runs for pages, and the one function that sends it.
+"""The Celery tasks the workers run: `crawl_pages`, and the schedules' `start_due_runs`.
 
 `crawl_pages` crawls the pages whose ids its message carries: one by default (Flower then
 shows one task per page), or WORDCRAWL_PAGES_PER_TASK of them sent together (README,
 "Speed"). It reads like the flow: claim the pages, fetch each page and count its words
 (side by side, each in a thread of its own), store what was counted. Each step is a plain
 function in its own module; this file only wires them to Celery (states, retries, time
-limits) and to the worker's resources (resources.py).
+limits) and to the worker's resources (fetching/resources.py). sending.py names the
+tasks and sends them; `start_due_runs` starts the schedules' due runs (storing/schedule_runs.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import concurrent.futures
 import logging
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,16 +25,19 @@ from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from . import store
 from .celery_app import app
-from .db import get_engine
-from .errors import PageError, Timeout
-from .resources import drop_fetch_threads, fetch_threads, worker_fetcher
+from .celeryconfig import CRAWL_PAGES, START_DUE_RUNS
+from .fetching.resources import drop_fetch_threads, fetch_threads, worker_fetcher
+from .page_errors import PageError, Timeout
+from .reading.text import extract
+from .reading.words import count_words
+from .sending import enqueue_pages, send_pages
 from .settings import Settings, get_settings
-from .store import NewPage
-from .text import extract
+from .storing import pages as store
+from .storing.db import get_engine, get_sessionmaker
+from .storing.pages import NewPage
+from .storing.schedule_runs import start_due
 from .urls import same_host_links
-from .words import count_words
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,6 @@ REDELIVERIES = 2  # times a page may start again after its worker died mid-page
 # Past a page's deadline (WORDCRAWL_PAGE_TIMEOUT, by which its fetch has ended), how long
 # its text may take to extract and count before the task stops waiting for it.
 COUNT_MARGIN_SECONDS = 10
-SHOWN_ARGS_CHARS = 300  # what Flower shows of a task's pages (ids and URLs)
 
 
 class PageFailed(Exception):
@@ -53,6 +55,7 @@ class PageFailed(Exception):
 
 # If PostgreSQL or Redis is briefly away, Celery tries the whole task again later.
 @app.task(
+    name=CRAWL_PAGES,
     bind=True,
     throws=(PageFailed,),  # a failed page is expected, not a crash: no traceback in the log
     autoretry_for=(DBAPIError, redis.ConnectionError),
@@ -177,7 +180,7 @@ def _not_counted(
         )
         if retried:
             delay = _retry_delay(error, tries)
-            _send([NewPage(page.id, retry_task_id, page.url)], retry_task_id, countdown=delay)
+            send_pages([NewPage(page.id, retry_task_id, page.url)], retry_task_id, countdown=delay)
             return {
                 "page_id": page.id,
                 "url": page.url,
@@ -265,28 +268,11 @@ def _retry_delay(error: PageError, retries: int) -> float:
     )
 
 
-def enqueue_pages(pages: Iterable[NewPage]) -> None:
-    """Send pages to the workers over one broker connection: one crawl_pages message per
-    task id, with the pages that share it (store.task_ids_for)."""
-    groups: dict[str, list[NewPage]] = {}
-    for page in pages:
-        groups.setdefault(page.task_id, []).append(page)
-    with app.producer_or_acquire() as producer:
-        for task_id, group in groups.items():
-            _send(group, task_id, producer=producer)
-
-
-def _send(pages: list[NewPage], task_id: str, **options: Any) -> None:
-    """Send one crawl_pages message; Flower shows its pages' ids and URLs as its arguments."""
-    crawl_pages.apply_async(
-        args=[[page.id for page in pages]], task_id=task_id, argsrepr=args_shown(pages), **options
-    )
-
-
-def args_shown(pages: list[NewPage]) -> str:
-    """Say what a crawl_pages message carries, for Flower: its argument (the page ids) and
-    the pages' URLs, in at most SHOWN_ARGS_CHARS characters."""
-    shown = f"[{[page.id for page in pages]}] {' '.join(page.url for page in pages)}"
-    if len(shown) > SHOWN_ARGS_CHARS:
-        shown = shown[: SHOWN_ARGS_CHARS - 1] + "…"
-    return shown
+# Upkeep, not the students' work: no task events (Flower does not list it) and no result
+# row in celery_taskmeta.
+@app.task(name=START_DUE_RUNS, send_events=False, ignore_result=True)
+def start_due_runs() -> int:
+    """Start the runs whose time has come (one per schedule and period); return how many."""
+    settings = get_settings()
+    sessions = get_sessionmaker(settings.database_url)
+    return len(start_due(sessions, settings.job_pages_in_broker))

@@ -34,11 +34,11 @@ from job_manager.services import (
     postgres_answers,
     redis_answers,
 )
-from job_tasks import db as job_db
 from job_tasks.celeryconfig import celery_config
+from job_tasks.sending import enqueue_pages
 from job_tasks.settings import Settings, get_settings
-from job_tasks.submission import JobRequest, record_job
-from job_tasks.tasks import enqueue_pages
+from job_tasks.storing import db as job_db
+from job_tasks.storing.submission import JobRequest, record_job
 
 CLAIM_KEY = "wordcrawl:test-suite-claim"
 PER_HOST_CONCURRENCY = 3  # requests to one host at once, below the workers' 4 slots

@@ -24,9 +24,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from job_manager.services import free_port
-from job_tasks import db as job_db
 from job_tasks.celery_app import create_celery
 from job_tasks.settings import Settings
+from job_tasks.storing import db as job_db
 
 ENDED = ("done", "failed", "cancelled")
 

@@ -24,8 +24,8 @@ from sqlalchemy import text
 from test_web import page
 
 from job_manager import create_app
-from job_tasks import db as job_db
-from job_tasks.heartbeat import census_for
+from job_tasks.storing import db as job_db
+from job_tasks.upkeep.heartbeat import census_for
 
 
 def online(client) -> set[str]:

@@ -17,9 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 import job_tasks
 from job_manager import create_app
 from job_manager.metrics import DURATION_BUCKETS, SCRAPES_PER_MINUTE
-from job_tasks.broker import queue_length
-from job_tasks.celeryconfig import HOUSEKEEPING_QUEUE, QUEUES
-from job_tasks.heartbeat import census_for
+from job_tasks.celeryconfig import HOUSEKEEPING_QUEUE, QUEUES, START_DUE_RUNS
+from job_tasks.upkeep.broker import queue_length
+from job_tasks.upkeep.heartbeat import census_for
 
 Samples = dict[tuple[str, tuple], float]
 
@@ -131,7 +131,7 @@ def test_queue_length_is_reported_per_queue(client, workers):
         # A worker's BRPOP sent before the cancel may still take one message each (seen
         # in CI: 2 of 3 left), so send two more than the 3 the assertion below needs.
         for _ in range(3 + len(workers.processes)):
-            app.send_task("job_tasks.schedules.start_due_runs", queue=HOUSEKEEPING_QUEUE)
+            app.send_task(START_DUE_RUNS, queue=HOUSEKEEPING_QUEUE)
         # The queue only grows while nobody consumes it, so the scrape lies between two
         # direct reads.
         before = queue_length(app, [HOUSEKEEPING_QUEUE])

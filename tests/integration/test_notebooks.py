@@ -26,9 +26,9 @@ from nbclient import NotebookClient
 from sqlalchemy.engine import make_url
 
 import job_tasks
-from job_tasks import db as job_db
-from job_tasks.db import drop_database
 from job_tasks.settings import sqlalchemy_url
+from job_tasks.storing import db as job_db
+from job_tasks.storing.db import drop_database
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 CELL_TIMEOUT = 120  # seconds per cell

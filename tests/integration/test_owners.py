@@ -22,8 +22,8 @@ from sqlalchemy import text
 from test_web import form_token, page
 
 from job_manager import create_app
-from job_tasks import db as job_db
-from job_tasks.schedules import start_due
+from job_tasks.storing import db as job_db
+from job_tasks.storing.schedule_runs import start_due
 
 PASSWORD = "teacher-knows-best"
 NOT_THE_PASSWORD = "student-guesses"

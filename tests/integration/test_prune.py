@@ -18,8 +18,8 @@ from conftest import as_owner, submit_job, wait_for_job
 from sqlalchemy import text
 
 import job_tasks
-from job_tasks import db as job_db
-from job_tasks.prune import PruneReport, prune
+from job_tasks.storing import db as job_db
+from job_tasks.storing.prune import PruneReport, prune
 
 WORDCRAWL = Path(sys.executable).with_name("wordcrawl")
 WORDS_PER_PAGE = 5

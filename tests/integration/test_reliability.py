@@ -21,10 +21,10 @@ from processes import wait_for
 from sqlalchemy import text
 
 import job_tasks
-from job_tasks.broker import CHUNK, broker_task_ids
-from job_tasks.db import get_engine, get_sessionmaker
-from job_tasks.submission import JobRequest, record_job
+from job_tasks.storing.db import get_engine, get_sessionmaker
+from job_tasks.storing.submission import JobRequest, record_job
 from job_tasks.tasks import crawl_pages
+from job_tasks.upkeep.broker import CHUNK, broker_task_ids
 
 
 def test_pages_recorded_but_never_sent_are_found_and_crawled(

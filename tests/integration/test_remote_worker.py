@@ -39,9 +39,9 @@ from sqlalchemy.exc import ProgrammingError
 
 import job_tasks
 from job_manager.demo_site import DemoServer
-from job_tasks import db as job_db
 from job_tasks.celeryconfig import CRAWL_QUEUE
 from job_tasks.settings import sqlalchemy_url
+from job_tasks.storing import db as job_db
 
 pytestmark = pytest.mark.integration
 

@@ -35,11 +35,12 @@ from processes import wait_for
 from sqlalchemy import text
 from test_web import form_token, page
 
-from job_tasks import db as job_db
-from job_tasks.schedules import start_due, start_due_runs
+from job_tasks.celeryconfig import START_DUE_RUNS
+from job_tasks.storing import db as job_db
+from job_tasks.storing.schedule_runs import start_due, start_due_runs
 
 SCHEDULE_FIELDS = {"id", "urls", "depth", "max_pages", "schedule", "paused", "runs_url"}
-TICK_TASK = "job_tasks.schedules.start_due_runs"
+TICK_TASK = START_DUE_RUNS
 
 
 @pytest.fixture

@@ -44,8 +44,8 @@ from sqlalchemy.engine import make_url
 
 from job_manager.demo_site import DemoSite
 from job_manager.services import free_port, port_is_free, redis_maxmemory
-from job_tasks.db import drop_database
 from job_tasks.settings import sqlalchemy_url
+from job_tasks.storing.db import drop_database
 
 START_TIMEOUT = 180.0  # a first embedded PostgreSQL runs initdb
 STOP_TIMEOUT = 60.0

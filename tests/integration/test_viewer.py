@@ -225,7 +225,7 @@ def test_flower_shows_the_crawl_not_the_upkeep(flower, beat, crawl, demo_site, w
     assert {task["name"] for task in tasks.values()} == {crawl_pages.name}
     assert all(demo_site.url in tasks[task_id]["args"] for task_id in crawled)
     # Nor do the ticks leave rows in celery_taskmeta (notebook 3 reads it).
-    kept = sql("SELECT count(*) FROM celery_taskmeta WHERE name LIKE 'job_tasks.schedules.%'")
+    kept = sql("SELECT count(*) FROM celery_taskmeta WHERE name = 'job_tasks.tasks.start_due_runs'")
     assert kept[0][0] == 0
 
 

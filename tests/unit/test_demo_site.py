@@ -3,9 +3,9 @@
 import pytest
 
 from job_manager.demo_site import DemoSite
-from job_tasks.text import parse_html
+from job_tasks.reading.text import parse_html
+from job_tasks.reading.words import count_words
 from job_tasks.urls import same_host_link
-from job_tasks.words import count_words
 
 SITE_URL = "http://127.0.0.1:8000/"
 

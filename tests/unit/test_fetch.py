@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from memory_redis import MemoryRedis
 
-from job_tasks.errors import InvalidUrl, Timeout
-from job_tasks.fetch import Fetcher, parse_content_type, retry_after_seconds
-from job_tasks.robots import RobotsRules
+from job_tasks.fetching.fetch import Fetcher, parse_content_type, retry_after_seconds
+from job_tasks.fetching.robots import RobotsRules
+from job_tasks.page_errors import InvalidUrl, Timeout
 from job_tasks.settings import Settings
 
 

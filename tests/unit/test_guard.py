@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from job_tasks.errors import BlockedAddress, ConnectionFailed, InvalidUrl
-from job_tasks.fetch import Fetcher
-from job_tasks.guard import AddressPolicy, blocked_reason, checked_addresses
+from job_tasks.fetching.fetch import Fetcher
+from job_tasks.fetching.guard import AddressPolicy, blocked_reason, checked_addresses
+from job_tasks.page_errors import BlockedAddress, ConnectionFailed, InvalidUrl
 from job_tasks.settings import Settings
 
 DEFAULT = AddressPolicy()

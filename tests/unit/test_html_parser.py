@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from job_manager.demo_site import DemoSite
-from job_tasks.text import MAX_TITLE_LENGTH, NOT_COUNTED_TAGS, parse_html
-from job_tasks.words import tokenize
+from job_tasks.reading.text import MAX_TITLE_LENGTH, NOT_COUNTED_TAGS, parse_html
+from job_tasks.reading.words import tokenize
 
 PAGE_URL = "http://example.com/dir/page.html"
 

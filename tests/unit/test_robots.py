@@ -9,17 +9,17 @@ from types import SimpleNamespace
 import pytest
 from memory_redis import MemoryRedis
 
-from job_tasks.deadline import PageDeadline
-from job_tasks.errors import ConnectionFailed, HttpError, PageError, Timeout, TooLarge
-from job_tasks.fetch import Response
-from job_tasks.robots import ERROR_CACHE_SECONDS, SHARED_MAX_CHARS, LocalCache, RobotsRules
-from job_tasks.robots_txt import (
+from job_tasks.fetching.deadline import PageDeadline
+from job_tasks.fetching.fetch import Response
+from job_tasks.fetching.robots import ERROR_CACHE_SECONDS, SHARED_MAX_CHARS, LocalCache, RobotsRules
+from job_tasks.fetching.robots_txt import (
     ALLOW_ALL,
     DISALLOW_ALL,
     our_group,
     parse_rules,
     product_token,
 )
+from job_tasks.page_errors import ConnectionFailed, HttpError, PageError, Timeout, TooLarge
 from job_tasks.settings import Settings
 
 SITE = "http://example.com:80"

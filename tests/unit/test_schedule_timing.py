@@ -8,9 +8,9 @@ import pytest
 from job_manager.errors import ApiError
 from job_manager.jobs import parse_job_request
 from job_manager.schedules import parse_timing
-from job_tasks.cron import BadSchedule, cron_next, cron_shortest_gap, parse_cron
-from job_tasks.schedules import Timing
 from job_tasks.settings import Settings
+from job_tasks.storing.cron import BadSchedule, cron_next, cron_shortest_gap, parse_cron
+from job_tasks.storing.schedule_runs import Timing
 
 
 def at(text: str) -> datetime:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from job_tasks.store import task_ids_for
+from job_tasks.storing.pages import task_ids_for
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """The parts of the crawl task that need no broker: how long it waits for its pages, and
-what Flower shows of its messages (job_tasks/tasks.py)."""
+what Flower shows of its messages (job_tasks/sending.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 
-from job_tasks import tasks
-from job_tasks.errors import Timeout
+from job_tasks import sending, tasks
+from job_tasks.page_errors import Timeout
 from job_tasks.settings import Settings
-from job_tasks.store import ClaimedPage, CountedPage, NewPage
+from job_tasks.storing.pages import ClaimedPage, CountedPage, NewPage
 
 
 def page(url: str) -> ClaimedPage:
@@ -65,9 +65,9 @@ def test_a_thread_still_busy_does_not_hold_up_the_next_task(sites):
 
 
 def test_flower_shows_a_messages_page_ids_and_urls_within_bounds():
-    one = tasks.args_shown([NewPage(42, "t", "http://site/a")])
-    many = tasks.args_shown([NewPage(n, "t", f"http://site/{'x' * 50}/{n}") for n in range(20)])
+    one = sending.args_shown([NewPage(42, "t", "http://site/a")])
+    many = sending.args_shown([NewPage(n, "t", f"http://site/{'x' * 50}/{n}") for n in range(20)])
 
     assert one == "[[42]] http://site/a"
-    assert len(many) == tasks.SHOWN_ARGS_CHARS and many.endswith("…")
+    assert len(many) == sending.SHOWN_ARGS_CHARS and many.endswith("…")
     assert many.startswith("[[0, 1, 2, 3,")

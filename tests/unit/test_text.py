@@ -2,10 +2,10 @@
 
 import pytest
 
-from job_tasks.errors import DecodeError
-from job_tasks.fetch import Response
-from job_tasks.text import decode, extract, parse_html
-from job_tasks.words import count_words, tokenize
+from job_tasks.fetching.fetch import Response
+from job_tasks.page_errors import DecodeError
+from job_tasks.reading.text import decode, extract, parse_html
+from job_tasks.reading.words import count_words, tokenize
 
 PAGE_URL = "http://example.com/dir/page.html"
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nltk.tokenize import RegexpTokenizer
 
-from job_tasks.words import (
+from job_tasks.reading.words import (
     TOKENIZER,
     WORD_PATTERN,
     count_words,

@@ -13,10 +13,10 @@ from functools import lru_cache
 
 import redis
 
+from ..settings import get_settings
 from .fetch import Fetcher
 from .politeness import HostLimiter
 from .robots import RobotsRules
-from .settings import get_settings
 
 REDIS_CONNECTIONS = 32  # per worker process, for wordcrawl's own commands (broker_redis)
 REDIS_WAIT_SECONDS = 30  # the longest a thread waits for one of them

@@ -1,7 +1,7 @@
-"""Repeat a crawl: when a schedule's runs are due, and the task that starts them.
+"""Repeat a crawl: when a schedule's runs are due, and starting them.
 
 Flow of a scheduled run: `wordcrawl beat` (one per deployment) sends `start_due_runs`
-every WORDCRAWL_SCHEDULE_TICK_SECONDS; a worker finds the schedules whose `next_run_at`
+(tasks.py) every WORDCRAWL_SCHEDULE_TICK_SECONDS; a worker finds the schedules whose `next_run_at`
 has come and, for each, moves `next_run_at` on with a conditional UPDATE (only if it still
 holds the due time it read) and writes the run's job in that same transaction. Two ticks
 or two beats that find the same due time race on that one row: PostgreSQL lets one UPDATE
@@ -31,13 +31,10 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from .celery_app import app
+from ..sending import enqueue_pages
 from .cron import cron_next, cron_shortest_gap
-from .db import get_sessionmaker
 from .models import OPEN_JOB_STATUSES, Job, Schedule
-from .settings import get_settings
 from .submission import JobRequest, write_job
-from .tasks import enqueue_pages
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +87,6 @@ class Timing:
 def timing_of(schedule: Schedule) -> Timing:
     """Return the timing stored in a schedule's row."""
     return Timing(schedule.every_minutes, schedule.cron)
-
-
-# Upkeep, not the students' work: no task events (Flower does not list it) and no result
-# row in celery_taskmeta.
-@app.task(name="job_tasks.schedules.start_due_runs", send_events=False, ignore_result=True)
-def start_due_runs() -> int:
-    """Start the runs whose time has come (one per schedule and period); return how many."""
-    settings = get_settings()
-    sessions = get_sessionmaker(settings.database_url)
-    return len(start_due(sessions, settings.job_pages_in_broker))
 
 
 def start_due(

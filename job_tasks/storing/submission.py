@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from sqlalchemy import delete, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..sending import enqueue_pages
 from .models import Job, JobUrl, Page
-from .store import NewPage, pages_per_message, task_ids_for
-from .tasks import enqueue_pages
+from .pages import NewPage, pages_per_message, task_ids_for
 
 # The job, its seed URLs and its pages in one statement (one round trip), the first
 # `in_broker` pages released at once (given their Celery task ids, so celery_taskmeta and

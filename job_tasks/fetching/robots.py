@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from ..page_errors import HttpError, PageError
+from ..urls import host_key
 from .deadline import PageDeadline
-from .errors import HttpError, PageError
 from .robots_txt import ALLOW_ALL, DISALLOW_ALL, SiteRules, our_group, parse_rules, product_token
-from .urls import host_key
 
 if TYPE_CHECKING:
     from .fetch import Fetcher

@@ -31,8 +31,8 @@ from datetime import timedelta
 from sqlalchemy import ColumnElement, Text, Uuid, and_, cast, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page
-from .store import NewPage, lock_job, release_pages
+from ..storing.models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page
+from ..storing.pages import NewPage, lock_job, release_pages
 
 log = logging.getLogger(__name__)
 

@@ -54,10 +54,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert
 
-from .errors import PageError
+from ..page_errors import PageError
+from ..reading.words import most_frequent
+from ..settings import get_settings
 from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page, PageAttempt
-from .settings import get_settings
-from .words import most_frequent
 
 
 class NewPage(NamedTuple):

@@ -18,8 +18,8 @@ from bs4.dammit import EncodingDetector
 from lxml import etree
 from lxml.etree import LxmlError
 
-from .errors import DecodeError
-from .fetch import Response
+from ..fetching.fetch import Response
+from ..page_errors import DecodeError
 
 HTML_MEDIA_TYPES = ("text/html", "application/xhtml+xml")
 NOT_COUNTED_TAGS = frozenset(

@@ -11,7 +11,7 @@ from itertools import pairwise
 
 from celery.schedules import ParseException, crontab, crontab_parser
 
-from .celery_app import app
+from ..celery_app import app
 
 MINUTES_PER_DAY = 24 * 60
 # Weekdays and dates repeat every 28 years (from 1901 to 2099): a cron line's days that

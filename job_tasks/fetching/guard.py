@@ -20,8 +20,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
+from ..page_errors import BlockedAddress
 from .deadline import call_with_timeout, time_left, watch_socket
-from .errors import BlockedAddress
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 NUMERIC = socket.AI_NUMERICHOST  # parse the host as an address; never ask DNS

@@ -20,9 +20,9 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..sending import enqueue_pages
 from .models import Job, Page
-from .store import NewPage, release_pages
-from .tasks import enqueue_pages
+from .pages import NewPage, release_pages
 
 log = logging.getLogger(__name__)
 

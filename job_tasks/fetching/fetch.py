@@ -24,8 +24,7 @@ import requests
 from urllib3.exceptions import DecodeError as Urllib3DecodeError
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
-from .deadline import PageDeadline
-from .errors import (
+from ..page_errors import (
     ConnectionFailed,
     DecodeError,
     HttpError,
@@ -37,11 +36,12 @@ from .errors import (
     TooManyRedirects,
     UnsupportedContentType,
 )
+from ..settings import Settings
+from ..urls import host_key, normalize_url
+from .deadline import PageDeadline
 from .guard import AddressPolicy, GuardedAdapter
 from .politeness import HostBusy, HostLimiter
 from .robots import RobotsRules
-from .settings import Settings
-from .urls import host_key, normalize_url
 
 COUNTED_MEDIA_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
 ACCEPT = "text/html,application/xhtml+xml;q=0.9,text/plain;q=0.8"

@@ -21,8 +21,8 @@ from celery import bootsteps
 from celery.concurrency import get_implementation
 from celery.signals import worker_shutdown
 
+from ..settings import Settings, get_settings
 from .census import Census
-from .settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..settings import sqlalchemy_url
 from .models import Base
-from .settings import sqlalchemy_url
 
 log = logging.getLogger(__name__)
 

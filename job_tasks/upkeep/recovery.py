@@ -30,13 +30,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from ..celeryconfig import HOUSEKEEPING_QUEUE
+from ..sending import enqueue_pages
+from ..settings import Settings, get_settings, sqlalchemy_url
 from .broker import broker_task_ids, task_ids_taken_before
-from .celeryconfig import HOUSEKEEPING_QUEUE
 from .census import Census
 from .heartbeat import census_for
 from .reconcile import lost_pages, pages_left_by, pages_of_dead_workers, starved_jobs
-from .settings import Settings, get_settings, sqlalchemy_url
-from .tasks import enqueue_pages
 
 log = logging.getLogger(__name__)
 
