@@ -27,10 +27,10 @@ import pytest
 import yaml
 
 from job_manager import create_app
-from job_manager.cli import main as wordcrawl_cli
 from job_tasks.celeryconfig import HOUSEKEEPING_QUEUE, QUEUES
 from job_tasks.settings import Settings, SettingsError
 from job_worker.command import worker_command
+from wordcrawl.cli import main as wordcrawl_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"

@@ -26,19 +26,19 @@ from werkzeug.serving import make_server
 
 import job_tasks
 from job_manager import create_app
-from job_manager.demo_site import DemoServer, DemoSite
-from job_manager.services import (
+from job_tasks.celeryconfig import celery_config
+from job_tasks.sending import enqueue_pages
+from job_tasks.settings import Settings, get_settings
+from job_tasks.storing import db as job_db
+from job_tasks.storing.submission import JobRequest, record_job
+from wordcrawl.demo_site import DemoServer, DemoSite
+from wordcrawl.local.services import (
     EmbeddedPostgres,
     EmbeddedRedis,
     free_port,
     postgres_answers,
     redis_answers,
 )
-from job_tasks.celeryconfig import celery_config
-from job_tasks.sending import enqueue_pages
-from job_tasks.settings import Settings, get_settings
-from job_tasks.storing import db as job_db
-from job_tasks.storing.submission import JobRequest, record_job
 
 CLAIM_KEY = "wordcrawl:test-suite-claim"
 PER_HOST_CONCURRENCY = 3  # requests to one host at once, below the workers' 4 slots

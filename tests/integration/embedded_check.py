@@ -15,8 +15,8 @@ from pathlib import Path
 
 import psycopg2
 
-from job_manager.embedded import EmbeddedPostgres
-from job_manager.probes import free_port
+from wordcrawl.local.embedded import EmbeddedPostgres
+from wordcrawl.local.probes import free_port
 
 
 def connect_error(url: str) -> str:

@@ -2,7 +2,7 @@
 
 The fault tests kill workers and stop servers, so they never share the session's workers:
 each runs against a Redis database (or server) and a PostgreSQL database (or server) of
-its own, with the manager (`python -m job_manager serve`, gunicorn) and the workers as
+its own, with the manager (`python -m wordcrawl serve`, gunicorn) and the workers as
 real processes started with that stack's environment. Helpers only; the tests are in
 test_faults.py.
 """
@@ -23,10 +23,10 @@ from processes import WorkerPool, wait_for
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from job_manager.services import free_port
 from job_tasks.celery_app import create_celery
 from job_tasks.settings import Settings
 from job_tasks.storing import db as job_db
+from wordcrawl.local.services import free_port
 
 ENDED = ("done", "failed", "cancelled")
 
@@ -58,7 +58,7 @@ class Workers(WorkerPool):
 
 
 class Manager:
-    """The manager served by gunicorn (`python -m job_manager serve`) on a free port."""
+    """The manager served by gunicorn (`python -m wordcrawl serve`) on a free port."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
@@ -69,7 +69,7 @@ class Manager:
                 [
                     sys.executable,
                     "-m",
-                    "job_manager",
+                    "wordcrawl",
                     "serve",
                     "--port",
                     str(self.port),

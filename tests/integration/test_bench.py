@@ -40,7 +40,7 @@ def test_bench_prints_figures_and_writes_json_and_a_plot(services, tmp_path):
         "DATABASE_URL": services.postgres_server_url,
     }
     json_path, plot_path = tmp_path / "bench.json", tmp_path / "bench.png"
-    command = [sys.executable, "-m", "job_manager", "bench", "--pages", "30"]
+    command = [sys.executable, "-m", "wordcrawl", "bench", "--pages", "30"]
     command += ["--latency-ms", "20", "--workers", "1,2"]
 
     result = subprocess.run(
@@ -97,7 +97,7 @@ def test_bench_sends_several_pages_per_task_when_asked(services, tmp_path):
         "DATABASE_URL": services.postgres_server_url,
     }
     json_path = tmp_path / "bench.json"
-    command = [sys.executable, "-m", "job_manager", "bench", "--pages", "30", "--latency-ms"]
+    command = [sys.executable, "-m", "wordcrawl", "bench", "--pages", "30", "--latency-ms"]
     command += ["20", "--workers", "1", "--pages-per-task", "5", "--json", str(json_path)]
 
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)

@@ -29,9 +29,9 @@ import redis
 from as_user import blocking_folders, can_unshare, command_as
 from embedded_check import check
 
-from job_manager.embedded import EmbeddedRedis
-from job_manager.postgres_user import SYSTEM_USER
-from job_manager.probes import free_port
+from wordcrawl.local.embedded import EmbeddedRedis
+from wordcrawl.local.postgres_user import SYSTEM_USER
+from wordcrawl.local.probes import free_port
 
 ROOT = os.geteuid() == 0
 CHECKOUT = Path(__file__).resolve().parents[2]

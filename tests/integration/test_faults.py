@@ -30,8 +30,8 @@ from fixture_site import OK_COUNTS, FixtureSite
 from isolated import Stack, new_database_url, running_stack
 from processes import node_name, wait_for
 
-from job_manager.demo_site import DemoServer, DemoSite
-from job_manager.services import EmbeddedPostgres, EmbeddedRedis, free_port, redis_answers
+from wordcrawl.demo_site import DemoServer, DemoSite
+from wordcrawl.local.services import EmbeddedPostgres, EmbeddedRedis, free_port, redis_answers
 
 RECONCILE_SECONDS = 2
 # How much later than 2 x the reconcile period plus the page's own time a killed worker's

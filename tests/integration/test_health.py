@@ -119,7 +119,7 @@ def test_the_manager_answers_every_read_under_load_while_a_crawl_runs(
     reads = ["--get", "/api/health", "--get", "/api/activity", "--seconds", "3", "--rate", "50"]
 
     result = subprocess.run(
-        [sys.executable, "-m", "job_manager", "load", *reads],
+        [sys.executable, "-m", "wordcrawl", "load", *reads],
         env=env,
         capture_output=True,
         text=True,

@@ -9,7 +9,7 @@ import sys
 
 def test_load_benchmark_prints_figures_and_loses_no_job(manager_url, fixture_site):
     env = {**os.environ, "WORDCRAWL_API_URL": manager_url}
-    command = [sys.executable, "-m", "job_manager", "load", fixture_site.url("/ok")]
+    command = [sys.executable, "-m", "wordcrawl", "load", fixture_site.url("/ok")]
 
     result = subprocess.run(
         [*command, "--seconds", "3", "--rate", "10", "--wait", "60"],

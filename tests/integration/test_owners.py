@@ -349,7 +349,7 @@ def test_without_a_password_the_login_page_says_so(services):
 
 def test_wordcrawl_submit_prints_the_id_and_the_token_apart(manager_url):
     result = subprocess.run(
-        [sys.executable, "-m", "job_manager", "submit", "http://127.0.0.1:9/cli"],
+        [sys.executable, "-m", "wordcrawl", "submit", "http://127.0.0.1:9/cli"],
         env={**os.environ, "WORDCRAWL_API_URL": manager_url},
         capture_output=True,
         text=True,

@@ -38,15 +38,15 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ProgrammingError
 
 import job_tasks
-from job_manager.demo_site import DemoServer
 from job_tasks.celeryconfig import CRAWL_QUEUE
 from job_tasks.settings import sqlalchemy_url
 from job_tasks.storing import db as job_db
+from wordcrawl.demo_site import DemoServer
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("job_tasks", "job_worker", "job_manager", "job_viewer")
+PACKAGES = ("job_tasks", "job_worker", "job_manager", "job_viewer", "wordcrawl")
 # What `pip wheel` needs of the source: pyproject.toml, the README it names, the packages.
 SOURCE = ("pyproject.toml", "README.md", *PACKAGES)
 REMOTE = node_name("remote")
@@ -249,7 +249,7 @@ def test_the_wheel_ships_every_file_the_packages_read(wheel: Path):
         for path in (REPO / package).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and path.name != "Dockerfile"
     }
-    assert "job_tasks/nltk_data/corpora/stopwords/english" in in_source
+    assert "job_tasks/reading/nltk_data/corpora/stopwords/english" in in_source
     missing = in_source - set(zipfile.ZipFile(wheel).namelist())
     assert not missing, f"not in the wheel (pyproject.toml, package-data): {sorted(missing)}"
 

@@ -276,7 +276,7 @@ def beats(env: dict[str, str], log_dir: Path, count: int) -> Iterator[list[Path]
             with open(log_path, "ab") as log:
                 processes.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "job_manager", "beat"],
+                        [sys.executable, "-m", "wordcrawl", "beat"],
                         env=env,
                         cwd=log_dir,  # where a file-keeping scheduler would write its file
                         stdout=log,

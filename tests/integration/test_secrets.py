@@ -15,9 +15,9 @@ import pytest
 from test_viewer import flower_env
 
 from job_manager import create_app
-from job_manager.services import free_port
 from job_tasks.settings import Settings, SettingsError
 from job_viewer import flower_command
+from wordcrawl.local.services import free_port
 
 REAL = {
     "WORDCRAWL_ENV": "production",
@@ -43,7 +43,7 @@ def test_wordcrawl_serve_refuses_a_placeholder_in_production(services, name, pla
     port = free_port()
 
     result = subprocess.run(
-        [sys.executable, "-m", "job_manager", "serve", "--port", str(port)],
+        [sys.executable, "-m", "wordcrawl", "serve", "--port", str(port)],
         env=production_env(services, **{name: placeholder}),
         capture_output=True,
         text=True,

@@ -42,10 +42,10 @@ from processes import node_name, wait_for
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from job_manager.demo_site import DemoSite
-from job_manager.services import free_port, port_is_free, redis_maxmemory
 from job_tasks.settings import sqlalchemy_url
 from job_tasks.storing.db import drop_database
+from wordcrawl.demo_site import DemoSite
+from wordcrawl.local.services import free_port, port_is_free, redis_maxmemory
 
 START_TIMEOUT = 180.0  # a first embedded PostgreSQL runs initdb
 STOP_TIMEOUT = 60.0
@@ -65,7 +65,7 @@ BANNER = {
 def wordcrawl_command() -> list[str]:
     """The `wordcrawl` script of this venv, as a person types it (else `python -m`)."""
     script = Path(sys.executable).with_name("wordcrawl")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "job_manager"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "wordcrawl"]
 
 
 def clean_env(**variables: str) -> dict[str, str]:

@@ -22,10 +22,10 @@ import requests
 from processes import node_name, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from job_manager.services import free_port
 from job_tasks.tasks import crawl_pages
 from job_viewer import flower_command
 from job_worker import beat_command
+from wordcrawl.local.services import free_port
 
 AUTH = ("user", "pass")
 START_TIMEOUT = 60.0

@@ -2,10 +2,10 @@
 
 import pytest
 
-from job_manager.demo_site import DemoSite
 from job_tasks.reading.text import parse_html
 from job_tasks.reading.words import count_words
 from job_tasks.urls import same_host_link
+from wordcrawl.demo_site import DemoSite
 
 SITE_URL = "http://127.0.0.1:8000/"
 

@@ -13,9 +13,9 @@ from bs4 import BeautifulSoup
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from job_manager.demo_site import DemoSite
 from job_tasks.reading.text import MAX_TITLE_LENGTH, NOT_COUNTED_TAGS, parse_html
 from job_tasks.reading.words import tokenize
+from wordcrawl.demo_site import DemoSite
 
 PAGE_URL = "http://example.com/dir/page.html"
 

@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from job_manager.probes import ServiceError
-from job_manager.state_secrets import NAMES, SECRETS_FILE, load_or_make
+from wordcrawl.local.probes import ServiceError
+from wordcrawl.local.state_secrets import NAMES, SECRETS_FILE, load_or_make
 
 
 def mode(path) -> int:

@@ -50,8 +50,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from job_tasks.settings import Settings, format_allowed_hosts, sqlalchemy_url
 from job_tasks.storing.db import drop_database
 
-from .demo_site import DemoSite
-from .services import (
+from ..demo_site import DemoSite
+from ..local.services import (
     ServerProcess,
     embedded_postgres_for,
     embedded_redis_for,
@@ -487,7 +487,7 @@ def _demo_site(site: DemoSite, log_path: Path) -> Iterator[tuple[str, int]]:
     argv = [
         sys.executable,
         "-m",
-        "job_manager",
+        "wordcrawl",
         "demo-site",
         "--port",
         str(port),

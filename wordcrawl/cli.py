@@ -57,7 +57,7 @@ def main() -> None:
 )
 def up(workers: int, port: int, demo_port: int) -> None:
     """Start the whole stack on this machine (no Docker); Ctrl-C stops it all."""
-    from .stack import Stack
+    from .local.stack import Stack
 
     Stack(_settings(), workers=workers, port=port, demo_port=demo_port).run()
 
@@ -271,7 +271,7 @@ def load(
     manager you run (WORDCRAWL_API_URL): exit status 1 on any 5xx answer, any answer
     that is not JSON (--get) or any accepted job that does not end.
     """
-    from .loadtest import run_load, run_reads
+    from .bench.load import run_load, run_reads
 
     if bool(urls) == bool(paths):
         raise click.UsageError("give URLS to submit, or --get PATH to read, not both")
@@ -298,7 +298,7 @@ def _counts(value: str) -> list[int]:
 
 
 def _pools(value: str | None) -> list[str]:
-    from .bench import POOLS
+    from .bench.speed import POOLS
 
     pools = [part.strip() for part in (value or _settings().worker_pool).split(",") if part]
     unknown = [pool for pool in pools if pool not in POOLS]
@@ -381,7 +381,7 @@ def bench(
     counted.
     """
     try:
-        from .bench import BenchError, BenchPlan, run_bench, write_json, write_plot
+        from .bench.speed import BenchError, BenchPlan, run_bench, write_json, write_plot
     except ImportError as err:  # psutil, from the bench extra
         raise click.UsageError(f"bench needs {err.name}: pip install 'wordcrawl[bench]'") from err
 
@@ -424,8 +424,8 @@ def bench(
 def workers(change: str, count: int) -> None:
     """Add or remove workers of the `wordcrawl up` running from this folder, or list them
     (with the pid of each one's main process)."""
-    from .services import ServiceError
-    from .stack import WorkerControl
+    from .local.services import ServiceError
+    from .local.stack import WorkerControl
 
     control = WorkerControl(Path(_settings().state_dir).resolve())
     status = control.status()

@@ -204,7 +204,7 @@ class Stack:
             "WORDCRAWL_ADMIN_PASSWORD": admin_password,
         }
 
-        cli = [sys.executable, "-m", "job_manager"]
+        cli = [sys.executable, "-m", "wordcrawl"]
         self._run_once("init-db", [*cli, "init-db"])
         demo = self._spawn("demo-site", [*cli, "demo-site", "--port", str(demo_port)])
         wait_until(lambda: port_open(demo_port), 15, "the demo site", demo.process)
