@@ -1,17 +1,30 @@
-"""The job manager: a Flask app (web form + JSON API) and the `wordcrawl` command line.
+"""The job manager: the Flask app (web form + JSON API), the front of the flow.
 
-The front of the flow: a student's URLs come in here, become rows in PostgreSQL and
-tasks on the Redis broker; results are read back from PostgreSQL.
+A student's URLs come in here (api/ for programs, web/ for browsers), become rows in
+PostgreSQL and tasks on the Redis broker (job_tasks.sending); results are read back from
+PostgreSQL (queries.py). The blueprints share what they check and change in
+job_requests.py, schedule_requests.py, dead_letter_requests.py and run_changes.py; who may
+change what is owners.py.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from flask import Flask
+from flask import Flask, Response
 
-    from job_tasks.settings import Settings
+from job_tasks.settings import Settings, get_settings
+
+from . import metrics, owners
+from .api import dead_letters as api_dead_letters
+from .api import jobs as api_jobs
+from .api import schedules as api_schedules
+from .errors import register_error_handlers
+from .extensions import bind_resources, csrf, limiter
+from .web import dead_letters as web_dead_letters
+from .web import login as web_login
+from .web import pages as web_pages
+from .web import schedules as web_schedules
 
 # No inline scripts or styles, nothing from other sites, no framing by other sites.
 CONTENT_SECURITY_POLICY = (
@@ -22,26 +35,6 @@ CONTENT_SECURITY_POLICY = (
 
 def create_app(config: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
     """Build the manager app; `config` overrides Flask settings, `settings` wordcrawl's."""
-    # Imported here, not at the top: the `wordcrawl` command lives in this package, and its
-    # client commands (submit, status, words) must not pay for Flask and the blueprints.
-    from flask import Flask, Response
-
-    from job_tasks.settings import get_settings
-
-    from . import (
-        api,
-        api_failures,
-        api_schedules,
-        metrics,
-        owners,
-        web,
-        web_auth,
-        web_failures,
-        web_schedules,
-    )
-    from .errors import register_error_handlers
-    from .extensions import bind_resources, csrf, limiter
-
     settings = settings or get_settings()
     # In production, a secret copied from .env.example is no secret: refuse to start.
     settings.refuse_placeholder_secrets()
@@ -64,16 +57,11 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     limiter.init_app(app)
     register_error_handlers(app)
 
-    csrf.exempt(api.bp)  # JSON only (checked there): a cross-site form cannot send it
-    csrf.exempt(api_schedules.bp)  # the same: JSON only
-    csrf.exempt(api_failures.bp)  # the same: JSON only
-    app.register_blueprint(api.bp)
-    app.register_blueprint(api_schedules.bp)
-    app.register_blueprint(api_failures.bp)
-    app.register_blueprint(web.bp)
-    app.register_blueprint(web_schedules.bp)
-    app.register_blueprint(web_failures.bp)
-    app.register_blueprint(web_auth.bp)
+    for api in (api_jobs, api_schedules, api_dead_letters):
+        csrf.exempt(api.bp)  # JSON only (checked there): a cross-site form cannot send it
+        app.register_blueprint(api.bp)
+    for web in (web_pages, web_schedules, web_dead_letters, web_login):
+        app.register_blueprint(web.bp)
     app.register_blueprint(metrics.bp)
     app.extensions["wordcrawl_metrics"] = metrics.ScrapeCache()
 

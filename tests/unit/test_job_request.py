@@ -3,7 +3,7 @@
 import pytest
 
 from job_manager.errors import ApiError
-from job_manager.jobs import parse_job_request
+from job_manager.job_requests import parse_job_request
 from job_tasks.settings import Settings
 
 SETTINGS = Settings()

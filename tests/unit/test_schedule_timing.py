@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from job_manager.errors import ApiError
-from job_manager.jobs import parse_job_request
-from job_manager.schedules import parse_timing
+from job_manager.job_requests import parse_job_request
+from job_manager.schedule_requests import parse_timing
 from job_tasks.settings import Settings
 from job_tasks.storing.cron import BadSchedule, cron_next, cron_shortest_gap, parse_cron
 from job_tasks.storing.schedule_runs import Timing

@@ -14,23 +14,23 @@ from sqlalchemy.orm import Session
 
 from job_tasks.storing.models import Job
 
-from . import queries
-from .api_input import (
+from .. import queries
+from ..errors import ApiError
+from ..extensions import sessions, settings
+from ..owners import require_schedule_owner
+from ..run_changes import run_ids, word_changes
+from ..schedule_requests import (
+    delete_schedule,
+    get_schedule,
+    list_schedules,
+    set_paused,
+)
+from .checks import (
     number_arg,
     parse_id,
     read_json_body,
     require_json_body,
     stopwords_arg,
-)
-from .errors import ApiError
-from .extensions import sessions, settings
-from .owners import require_schedule_owner
-from .runs import run_ids, word_changes
-from .schedules import (
-    delete_schedule,
-    get_schedule,
-    list_schedules,
-    set_paused,
 )
 
 bp = Blueprint("schedules", __name__, url_prefix="/api")

@@ -16,11 +16,11 @@ from werkzeug.wrappers import Response
 
 from job_tasks.storing.schedule_runs import Timing
 
-from . import owners, queries
-from .errors import ApiError
-from .extensions import sessions, settings
-from .runs import run_ids, word_changes
-from .schedules import (
+from .. import owners, queries
+from ..errors import ApiError
+from ..extensions import sessions, settings
+from ..run_changes import run_ids, word_changes
+from ..schedule_requests import (
     delete_schedule,
     get_schedule,
     list_schedules,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from .extensions import limiter, settings
-from .owners import check_instructor_password, instructor_mark
+from ..extensions import limiter, settings
+from ..owners import check_instructor_password, instructor_mark
 
 LOGIN_TRIES_PER_MINUTE = 5  # per client address, over every manager process
 

@@ -3,15 +3,17 @@
 `GET /api/failures` lists the pages that ended failed, across jobs; `POST
 /api/jobs/<id>/retry` queues a job's failed pages again; `GET /api/jobs/<id>/attempts`
 gives the history of their failed attempts. JSON only, like api.py, whose checks these
-views share; the work is in failures.py.
+views share; the work is in dead_letter_requests.py.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from . import failures
-from .api_input import (
+from .. import dead_letter_requests
+from ..extensions import sessions, settings, submissions_limit
+from ..owners import require_job_owner
+from .checks import (
     existing_job,
     no_job,
     number_arg,
@@ -19,8 +21,6 @@ from .api_input import (
     read_json_body,
     require_json_body,
 )
-from .extensions import sessions, settings, submissions_limit
-from .owners import require_job_owner
 
 bp = Blueprint("api_failures", __name__, url_prefix="/api")
 bp.before_request(require_json_body)
@@ -35,7 +35,7 @@ def list_failures() -> Response:
         if job_id is not None:
             existing_job(session, job_id)
         job_uuid = None if job_id is None else parse_job_id(job_id)
-        return jsonify(failures.failed_pages(session, limit, job_uuid))
+        return jsonify(dead_letter_requests.failed_pages(session, limit, job_uuid))
 
 
 @bp.post("/jobs/<job_id>/retry")
@@ -47,8 +47,8 @@ def retry_job(job_id: str) -> tuple[Response, int]:
     """
     job_uuid = parse_job_id(job_id)
     require_job_owner(job_uuid)
-    urls = failures.parse_retry_request(read_json_body(), settings())
-    if failures.retry_pages(sessions(), job_uuid, urls, settings()) is None:
+    urls = dead_letter_requests.parse_retry_request(read_json_body(), settings())
+    if dead_letter_requests.retry_pages(sessions(), job_uuid, urls, settings()) is None:
         raise no_job(job_id)
     with sessions()() as session:
         return jsonify(existing_job(session, job_id)), 202
@@ -59,4 +59,4 @@ def list_attempts(job_id: str) -> Response:
     """Every failed attempt of a job's pages, page by page, oldest first."""
     with sessions()() as session:
         existing_job(session, job_id)
-        return jsonify(failures.job_attempts(session, parse_job_id(job_id)))
+        return jsonify(dead_letter_requests.job_attempts(session, parse_job_id(job_id)))

@@ -13,8 +13,8 @@ from typing import Any
 from flask import request
 from sqlalchemy.orm import Session
 
-from . import queries
-from .errors import ApiError
+from .. import queries
+from ..errors import ApiError
 
 
 def require_json_body() -> None:

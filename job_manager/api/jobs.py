@@ -19,8 +19,13 @@ from job_tasks.reading.words import tokenize
 from job_tasks.storing.models import PAGE_STATUSES
 from job_tasks.upkeep.broker import queue_length
 
-from . import queries
-from .api_input import (
+from .. import queries
+from ..errors import ApiError
+from ..extensions import census, sessions, settings, submissions_limit
+from ..job_requests import cancel_job, parse_job_request, submit_job
+from ..owners import client_key, new_token, require_job_owner
+from ..schedule_requests import create_schedule, parse_timing
+from .checks import (
     existing_job,
     no_job,
     number_arg,
@@ -29,11 +34,6 @@ from .api_input import (
     require_json_body,
     stopwords_arg,
 )
-from .errors import ApiError
-from .extensions import census, sessions, settings, submissions_limit
-from .jobs import cancel_job, parse_job_request, submit_job
-from .owners import client_key, new_token, require_job_owner
-from .schedules import create_schedule, parse_timing
 
 ACTIVITY_BUCKET_SECONDS = 5  # the dashboard counts pages ended per 5 seconds
 

@@ -18,7 +18,7 @@ from job_tasks.storing.dead_letters import RetryRefused, retry_failed_pages
 from job_tasks.storing.models import Job, Page, PageAttempt
 
 from .errors import ApiError
-from .jobs import parse_urls
+from .job_requests import parse_urls
 from .queries import iso
 
 RETRY_FIELDS = ("urls",)

@@ -12,11 +12,11 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from . import failures
-from .errors import ApiError
-from .extensions import sessions, settings, submissions_limit
-from .owners import changeable_jobs, require_job_owner
-from .web import uuid_or_404
+from .. import dead_letter_requests
+from ..errors import ApiError
+from ..extensions import sessions, settings, submissions_limit
+from ..owners import changeable_jobs, require_job_owner
+from .pages import uuid_or_404
 
 PAGES_SHOWN = 100
 JOBS_SHOWN = 20
@@ -27,8 +27,8 @@ bp = Blueprint("web_failures", __name__)
 @bp.get("/failures")
 def failures_page() -> str:
     with sessions()() as session:
-        pages = failures.failed_pages(session, PAGES_SHOWN)
-        jobs = failures.jobs_with_failures(session, JOBS_SHOWN)
+        pages = dead_letter_requests.failed_pages(session, PAGES_SHOWN)
+        jobs = dead_letter_requests.jobs_with_failures(session, JOBS_SHOWN)
         listed = [job["job_id"] for job in jobs] + [page["job_id"] for page in pages]
         changeable = changeable_jobs(session, listed)
     return render_template(
@@ -47,7 +47,9 @@ def retry(job_id: str) -> Response:
     job_uuid = uuid_or_404(job_id)
     require_job_owner(job_uuid)
     try:
-        count = failures.retry_pages(sessions(), job_uuid, [url] if url else None, settings())
+        count = dead_letter_requests.retry_pages(
+            sessions(), job_uuid, [url] if url else None, settings()
+        )
     except ApiError as refused:  # the page or job is not in a state to retry: say why
         flash(refused.message, "error")
     else:

@@ -14,13 +14,13 @@ from werkzeug.wrappers import Response
 
 from job_tasks.urls import BadUrl, normalize_url
 
-from . import queries
-from .errors import ApiError
-from .extensions import sessions, settings, submissions_limit
-from .jobs import DEFAULT_MAX_PAGES, cancel_job, parse_job_request, submit_job
-from .owners import changeable_jobs, client_key, remember, require_job_owner
-from .schedules import create_schedule
-from .web_schedules import form_timing
+from .. import queries
+from ..errors import ApiError
+from ..extensions import sessions, settings, submissions_limit
+from ..job_requests import DEFAULT_MAX_PAGES, cancel_job, parse_job_request, submit_job
+from ..owners import changeable_jobs, client_key, remember, require_job_owner
+from ..schedule_requests import create_schedule
+from .schedules import form_timing
 
 NEWEST_PAGES = 50  # pages a job page lists, the latest news first
 URL_SHOWN = 80  # characters of a bad URL an error repeats (it may be thousands long)
