@@ -7,7 +7,7 @@ resuming or deleting a schedule, need one of:
 - the signed session of the browser whose form submitted it (the newest OWNED_IN_SESSION
   ids it created; a schedule's id stands for its runs too);
 - the instructor: HTTP basic auth as `admin` with WORDCRAWL_ADMIN_PASSWORD, or the web
-  login (web_auth.py), which marks the session.
+  login (web/login.py), which marks the session.
 Anyone else gets 403 `forbidden` (`require_owner`), and nothing changes.
 """
 

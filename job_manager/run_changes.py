@@ -1,6 +1,6 @@
 """Compare a schedule's runs: which they are, and the words that rose or fell most.
 
-Reading only, for the schedule's API (api_schedules.py) and page (web_schedules.py): its
+Reading only, for the schedule's API (api/schedules.py) and page (web/schedules.py): its
 runs are ordinary jobs whose schedule_id names it (README, "Schedules").
 """
 

@@ -1,8 +1,9 @@
 """Accept, change and read schedules (README, "Schedules"): what the API and the web share.
 
 A submission with a "schedule" becomes a row of `schedules`, not a job; beat and the
-workers start its runs (job_tasks/schedules.py). Reading a schedule gives its runs (ordinary
-jobs whose schedule_id names it) and the words that rose or fell most between two runs.
+workers start its runs (job_tasks/storing/schedule_runs.py). Reading a schedule gives its
+runs (ordinary jobs whose schedule_id names it) and the words that rose or fell most
+between two runs.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The package the manager and the workers share: the Celery app and its tasks.
 
 Flow of one page: the manager records it and sends `crawl_pages` through Redis; a worker
-fetches it (fetch.py), extracts its text (text.py), counts its words (words.py) and stores
-the counts in PostgreSQL (store.py); Flower and the API show the result.
+fetches it (fetching/), extracts its text and counts its words (reading/) and stores
+the counts in PostgreSQL (storing/); Flower and the API show the result.
 """
 
 from __future__ import annotations

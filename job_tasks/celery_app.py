@@ -17,12 +17,12 @@ def create_celery(settings: Settings) -> Celery:
     """Make a Celery app configured from wordcrawl's settings."""
     app = Celery("wordcrawl", include=["job_tasks.tasks"])
     app.conf.update(celery_config(settings))
-    # `db+postgresql://...` results are stored by one upsert per state (result_backend.py)
+    # `db+postgresql://...` results are stored by one upsert per state (storing/result_backend.py)
     # instead of Celery's read, locked read and write.
     app.loader.override_backends = {"db": "job_tasks.storing.result_backend:UpsertDatabaseBackend"}
-    # Every worker reports to the census that it lives (heartbeat.py), and takes its turn
-    # at the deployment's upkeep (upkeep.py). The upkeep step is named, not imported: it
-    # sends tasks, so it imports them, and they need this app first.
+    # Every worker reports to the census that it lives (upkeep/heartbeat.py), and takes its turn
+    # at the deployment's upkeep (upkeep/recovery.py). The upkeep step is named, not imported: it
+    # sends tasks through this app (sending.py), which must exist first.
     app.steps["worker"].add(Heartbeat)
     app.steps["worker"].add("job_tasks.upkeep.recovery:Upkeep")
     return app

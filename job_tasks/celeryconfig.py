@@ -28,7 +28,7 @@ START_DUE_RUNS = "job_tasks.tasks.start_due_runs"
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Return Celery's settings for these wordcrawl settings."""
     # A message a worker took but did not acknowledge goes back to the queue after this
-    # long. The pages of a dead worker are sent again long before (upkeep.py); this is
+    # long. The pages of a dead worker are sent again long before (upkeep/recovery.py); this is
     # the last resort. It must exceed the longest a task can run, or a slow page's message
     # would be handed to a second worker while it runs.
     # Several pages per task (WORDCRAWL_PAGES_PER_TASK) are crawled side by side, within
@@ -87,7 +87,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         ),
         # One result backend per process, not one per thread: it opens a session per
         # call, which is safe from any thread, and so a threads pool shares one pool of
-        # PostgreSQL connections (see db.py) instead of one backend per thread.
+        # PostgreSQL connections (see storing/db.py) instead of one backend per thread.
         "result_backend_thread_safe": True,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -96,7 +96,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "enable_utc": True,
         # Reliability: acknowledge a message only when its task has finished, so a worker
         # that dies mid-page does not lose the page; and requeue it if the child process
-        # running it was killed. Tasks are idempotent (see store.py), so a rerun is safe.
+        # running it was killed. Tasks are idempotent (see storing/pages.py), so a rerun is safe.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         # Take one message per process at a time: pages take seconds, and a message held

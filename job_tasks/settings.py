@@ -81,9 +81,9 @@ class Settings:
     worker_pool: str = "prefork"
     worker_concurrency: int = 0  # 0: the pool's default (see job_worker.worker_concurrency)
     task_time_limit: int = 120  # seconds; a hard stop for a task that hangs beyond page_timeout
-    reconcile_seconds: int = 30  # how often lost task messages are looked for (reconcile.py)
+    reconcile_seconds: int = 30  # how often lost task messages are looked for (upkeep/reconcile.py)
     # Fair sharing: at most this many pages of one job are in the broker at once (waiting
-    # or running); the rest wait in PostgreSQL and are sent as its pages end (store.py).
+    # or running); the rest wait in PostgreSQL and are sent as its pages end (storing/pages.py).
     job_pages_in_broker: int = 16
     # Pages per task message: 1 (one task per page, as Flower shows them) or more, sent
     # together in one `crawl_pages` task that crawls them side by side: one message, one

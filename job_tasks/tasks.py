@@ -123,7 +123,7 @@ def _count_side_by_side(
     """Fetch and count pages, each in a thread of its own; return how each went, in order.
 
     The wait is bounded here, in every pool: a page's fetch ends by its deadline
-    (fetch.py), and its counting gets COUNT_MARGIN_SECONDS more. Celery's threads pool
+    (fetching/fetch.py), and its counting gets COUNT_MARGIN_SECONDS more. Celery's threads pool
     has no time limits of its own; in prefork, the soft time limit ends the wait too. A
     page still unfinished then ends `timeout`, and the pages counted are kept.
     """

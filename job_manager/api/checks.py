@@ -1,5 +1,5 @@
-"""Reading a JSON API request: what the API's blueprints (api.py, api_schedules.py,
-api_failures.py) share to check their input.
+"""Reading a JSON API request: what the API's blueprints (jobs.py, schedules.py,
+dead_letters.py) share to check their input.
 
 Each helper either returns a checked value or raises ApiError, which the error handlers
 (errors.py) turn into the API's error body.

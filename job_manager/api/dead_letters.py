@@ -2,8 +2,8 @@
 
 `GET /api/failures` lists the pages that ended failed, across jobs; `POST
 /api/jobs/<id>/retry` queues a job's failed pages again; `GET /api/jobs/<id>/attempts`
-gives the history of their failed attempts. JSON only, like api.py, whose checks these
-views share; the work is in dead_letter_requests.py.
+gives the history of their failed attempts. JSON only, like jobs.py, whose checks
+(checks.py) these views share; the work is in dead_letter_requests.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The JSON API (README, "The HTTP API"): how programs submit jobs and read their results.
 
-Every view is thin: check the input, call jobs.py or queries.py, return JSON. Reading is
-open to everyone; changing a job needs its owner (owners.py).
+Every view is thin: check the input, call job_requests.py or queries.py, return JSON.
+Reading is open to everyone; changing a job needs its owner (owners.py).
 """
 
 from __future__ import annotations

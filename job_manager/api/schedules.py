@@ -1,7 +1,7 @@
 """The JSON API of schedules (README, "Schedules"): list, read, pause, delete, compare runs.
 
-A schedule is created by `POST /api/jobs` with a "schedule" (api.py); its runs are
-ordinary jobs. Every view is thin: check the input, call schedules.py or queries.py.
+A schedule is created by `POST /api/jobs` with a "schedule" (jobs.py); its runs are
+ordinary jobs. Every view is thin: check the input, call schedule_requests.py or queries.py.
 """
 
 from __future__ import annotations

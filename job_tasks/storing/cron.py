@@ -1,6 +1,6 @@
 """Read a cron line "m h dom mon dow" (UTC): check it, find its next run, and how close
-two of its runs can come. Pure, no I/O: the schedules (schedules.py) and the manager's
-checks of a submission (job_manager/schedules.py) use it.
+two of its runs can come. Pure, no I/O: the schedules (schedule_runs.py) and the manager's
+checks of a submission (job_manager/schedule_requests.py) use it.
 """
 
 from __future__ import annotations

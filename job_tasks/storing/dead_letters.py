@@ -4,7 +4,7 @@ A page that ended `failed` after its retries is a dead letter: it stays in `page
 error, and every failed attempt it made is in `page_attempts` (store.record_attempt). A
 person can send such pages again, one by one or all of a job's at once. They go back to
 `queued` without a task id, exactly like pages waiting for their job's turn (fair sharing,
-store.py), with their `attempts` kept; a job that had ended is open again; and
+pages.py), with their `attempts` kept; a job that had ended is open again; and
 `release_pages` gives the first of them task ids, all under the job's lock, so a worker
 ending one of the job's pages at that moment cannot release the same pages too. The tasks
 are sent after the commit; should the broker not take them, the reconciler sends them

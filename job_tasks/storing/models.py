@@ -80,7 +80,7 @@ class Job(Base):
 
 
 class Schedule(Base):
-    """A crawl repeated every N minutes or on a cron line; each run is a job (schedules.py).
+    """A crawl repeated every N minutes or on a cron line; each run is a job (schedule_runs.py).
 
     `next_run_at` is the one due time not yet started: whoever moves it on (a conditional
     UPDATE from the due time it read) starts that period's run, so a period runs once.
@@ -138,7 +138,7 @@ class Page(Base):
         # Finding a job's unfinished pages is the question asked after every page.
         Index("pages_job_id_status", "job_id", "status"),
         # Fair sharing asks after every page how many of its job's pages are in the broker
-        # and which wait for room (store.py). These indexes hold only those pages, so the
+        # and which wait for room (pages.py). These indexes hold only those pages, so the
         # answer costs the same with 10 pages waiting as with 10,000 (the index above
         # would read every open page of the job, each time).
         Index(
@@ -170,7 +170,7 @@ class Page(Base):
     message: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(Text)
     # Given when the page is sent to the broker; a queued page without one is waiting for
-    # its job's turn (fair sharing, store.py).
+    # its job's turn (fair sharing, pages.py).
     task_id: Mapped[str | None] = mapped_column(Text)
     queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

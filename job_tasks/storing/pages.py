@@ -75,7 +75,7 @@ class NewPage(NamedTuple):
 # their words and counts as space-separated strings, with the page of each word in a third,
 # split into arrays and unnested into rows by PostgreSQL (a list of rows would be sent as
 # one INSERT per word; Python lists, quoted word by word as array literals, cost the
-# worker five times the CPU). A word never holds a space (words.py). `ended` lists the
+# worker five times the CPU). A word never holds a space (reading/words.py). `ended` lists the
 # pages this statement ended: a page that had ended already (a task delivered twice), or
 # that another run has claimed since, is not in it, and its words are not written (they
 # are only ever written with the `done` status, so they cannot conflict).
@@ -344,7 +344,7 @@ def _finish_pages_of_job(
     """Store counted pages of one job (finish_pages); return those stored and the pages
     to send."""
     results = [result for _, result in counted]
-    # A page's words are all counted, but only its most frequent are stored (words.py).
+    # A page's words are all counted, but only its most frequent are stored (reading/words.py).
     limit = get_settings().max_stored_words
     stored = [most_frequent(result.counts, limit) for result in results]
     kept = [(page, words) for (page, _), words in zip(counted, stored, strict=True)]

@@ -1,13 +1,14 @@
 """Repeat a crawl: when a schedule's runs are due, and starting them.
 
 Flow of a scheduled run: `wordcrawl beat` (one per deployment) sends `start_due_runs`
-(tasks.py) every WORDCRAWL_SCHEDULE_TICK_SECONDS; a worker finds the schedules whose `next_run_at`
-has come and, for each, moves `next_run_at` on with a conditional UPDATE (only if it still
-holds the due time it read) and writes the run's job in that same transaction. Two ticks
-or two beats that find the same due time race on that one row: PostgreSQL lets one UPDATE
-through and the other matches nothing, so each period starts exactly one job, and a job
-exists exactly when its period was claimed. Its first pages are then sent like any job's
-(submission.py); should the broker refuse them, the reconciler sends them later.
+(tasks.py) every WORDCRAWL_SCHEDULE_TICK_SECONDS; a worker finds the schedules whose
+`next_run_at` has come and, for each, moves `next_run_at` on with a conditional UPDATE
+(only if it still holds the due time it read) and writes the run's job in that same
+transaction. Two ticks or two beats that find the same due time race on that one row:
+PostgreSQL lets one UPDATE through and the other matches nothing, so each period starts
+exactly one job, and a job exists exactly when its period was claimed. Its first pages are
+then sent like any job's (submission.py); should the broker refuse them, the reconciler
+sends them later.
 
 A period that comes due while the schedule's previous run is still open (queued or
 running) is claimed the same way but starts no job: the skip is counted on the schedule
@@ -153,6 +154,6 @@ def start_run(
         enqueue_pages(pages)
     except BrokerError:
         # The job and its pages are recorded with their task ids: the reconciler
-        # (reconcile.py) finds pages no message stands for and sends them again.
+        # (upkeep/reconcile.py) finds pages no message stands for and sends them again.
         log.warning("schedule %s: run %s waits for the reconciler", schedule.id, job_id)
     return job_id

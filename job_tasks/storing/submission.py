@@ -80,7 +80,7 @@ def record_job(
     schedule_id: uuid.UUID | None = None,
 ) -> tuple[uuid.UUID, list[NewPage]]:
     """Write a job, its seed URLs and its pages (queued) in one transaction; return the
-    job's id and the pages to send now (at most `in_broker`: fair sharing, see store.py)."""
+    job's id and the pages to send now (at most `in_broker`: fair sharing, see pages.py)."""
     with sessions.begin() as session:
         return write_job(session, job, in_broker, schedule_id)
 
@@ -92,7 +92,7 @@ def write_job(
     schedule_id: uuid.UUID | None = None,
 ) -> tuple[uuid.UUID, list[NewPage]]:
     """Write a job as record_job does, in the caller's transaction (a scheduled run is
-    written in the same transaction that claims its period, see schedules.py)."""
+    written in the same transaction that claims its period, see schedule_runs.py)."""
     job_id = uuid.uuid4()
     rows = session.connection().execute(
         INSERT_JOB,

@@ -63,7 +63,7 @@ class Heartbeat(bootsteps.StartStopStep):
         # Leave the census once the worker's tasks have ended (worker_shutdown comes after
         # its pool has stopped), not when this step stops: steps stop in no fixed order,
         # and a worker finishing its pages on a warm shutdown is alive until it is done,
-        # or the upkeep would send those pages again meanwhile (upkeep.py).
+        # or the upkeep would send those pages again meanwhile (recovery.py).
         worker_shutdown.connect(self._leave, sender=worker, weak=False)
 
     def _leave(self, **_: object) -> None:

@@ -4,7 +4,7 @@ the truth, not the broker.
 A page is `queued` or `running` in PostgreSQL as long as a task message for it should
 exist in Redis: waiting in a queue, or taken by a worker and not yet acknowledged (late
 acks keep it in Redis's "unacked" set until the task ends, retries with a countdown
-included). Two things break that, and the deployment's upkeep (upkeep.py) looks for both
+included). Two things break that, and the deployment's upkeep (recovery.py) looks for both
 every WORDCRAWL_RECONCILE_SECONDS:
 - a worker dies (SIGKILL, power loss). Its messages stay unacknowledged in Redis until
   the visibility timeout (minutes), so the pages it was running are taken back as soon
@@ -17,7 +17,7 @@ every WORDCRAWL_RECONCILE_SECONDS:
   open pages of open jobs whose task ids the broker does not hold are sent again, with
   their own task ids (`lost_pages`).
 
-Sending a page twice is harmless (store.py: a page is ended only by the run that claimed
+Sending a page twice is harmless (storing/pages.py: a page is ended only by the run that claimed
 it last), so these err on the side of sending: a page is only left alone while young
 enough that its message may not have been written yet, or its worker not yet counted.
 """
@@ -139,7 +139,7 @@ def _take_back(sessions: sessionmaker[Session], which: ColumnElement[bool]) -> l
     with sessions.begin() as session:
         conn = session.connection()
         jobs = conn.execute(select(Page.job_id).where(taken).distinct()).scalars().all()
-        # Each job's row is locked before its pages', as everywhere (store.py), in the
+        # Each job's row is locked before its pages', as everywhere (storing/pages.py), in the
         # order of the jobs' ids, as finishers lock them.
         for job_id in sorted(jobs):
             pages = update(Page).where(Page.job_id == job_id, taken)

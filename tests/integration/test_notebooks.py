@@ -171,7 +171,7 @@ def test_the_celery_notebook_joins_celerys_rows_with_the_pages(crawled, services
 
 
 def test_the_scaling_notebook_reads_the_json_of_wordcrawl_bench(empty_database_url, tmp_path):
-    # Runs in the shape `wordcrawl bench --json` writes (job_manager/bench.py, BenchRun).
+    # Runs in the shape `wordcrawl bench --json` writes (wordcrawl/bench/speed.py, BenchRun).
     measured = [  # pool, workers, pages per second, CPU seconds
         ("prefork", 1, 18.5, 2.1),
         ("prefork", 2, 35.9, 2.3),

@@ -1,4 +1,4 @@
-"""The generated demo site (job_manager/demo_site.py): its pages count as it promises."""
+"""The generated demo site (wordcrawl/demo_site.py): its pages count as it promises."""
 
 import pytest
 

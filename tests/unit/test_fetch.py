@@ -1,4 +1,4 @@
-"""job_tasks/fetch.py: its header helpers, and fetching from loopback servers."""
+"""job_tasks/fetching/fetch.py: its header helpers, and fetching from loopback servers."""
 
 import contextlib
 import shutil

@@ -1,4 +1,4 @@
-"""The address guard (job_tasks/guard.py).
+"""The address guard (job_tasks/fetching/guard.py).
 
 Only IP literals and "localhost" are resolved here: getaddrinfo answers them without DNS.
 The tests that make requests only ever target loopback addresses.

@@ -1,5 +1,5 @@
-"""robots.txt as RFC 9309 says, rule by rule (job_tasks/robots_txt.py), and its caches
-(job_tasks/robots.py): one download per site, shared through Redis only when small."""
+"""robots.txt as RFC 9309 says, rule by rule (job_tasks/fetching/robots_txt.py), and its caches
+(job_tasks/fetching/robots.py): one download per site, shared through Redis only when small."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""When a schedule runs (job_tasks/schedules.py, cron.py) and how its "schedule" is checked
-(job_manager/schedules.py parse_timing): cron lines, periods, missed periods."""
+"""When a schedule runs (job_tasks/storing/schedule_runs.py, cron.py) and how its "schedule"
+is checked (job_manager/schedule_requests.py parse_timing): cron lines, periods, missed
+periods."""
 
 from datetime import UTC, date, datetime, timedelta
 

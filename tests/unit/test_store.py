@@ -1,4 +1,4 @@
-"""Grouping the pages sent to the broker (job_tasks/store.py: task_ids_for)."""
+"""Grouping the pages sent to the broker (job_tasks/storing/pages.py: task_ids_for)."""
 
 import pytest
 

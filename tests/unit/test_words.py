@@ -1,4 +1,4 @@
-"""Word rules 3 to 5 of the contract: how text becomes counted words (job_tasks/words.py)."""
+"""Word rules 3 to 5 (README): how text becomes counted words (job_tasks/reading/words.py)."""
 
 from collections import Counter
 
