@@ -138,9 +138,10 @@ def beat() -> None:
 
 @main.command("init-db")
 def init_db_command() -> None:
-    """Create the database tables (wordcrawl's and Celery's); safe to run again."""
+    """Create or migrate the database tables (wordcrawl's and Celery's); safe to run again."""
     from job_tasks import app
-    from job_tasks.storing.db import create_database_if_missing, init_db
+    from job_tasks.storing.db import create_database_if_missing
+    from job_tasks.storing.schema import init_db
 
     settings = _settings()
     if create_database_if_missing(settings.database_url):

@@ -1,7 +1,7 @@
 """Connect to PostgreSQL and create the tables: the database end of the flow.
 
-One SQLAlchemy engine per process and database URL. `init_db` creates wordcrawl's tables
-and Celery's result tables before any worker starts, so workers never race to create them.
+One SQLAlchemy engine per process and database URL, and the database itself made or
+dropped. The tables are schema.py's business (`wordcrawl init-db`).
 """
 
 from __future__ import annotations
@@ -9,16 +9,14 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
-from celery import Celery
 from celery.concurrency import get_implementation
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.signals import worker_init, worker_process_init
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..settings import sqlalchemy_url
-from .models import Base
 
 log = logging.getLogger(__name__)
 
@@ -103,43 +101,3 @@ def drop_database(database_url: str) -> None:
             conn.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
     finally:
         admin.dispose()
-
-
-def init_db(database_url: str, celery_app: Celery | None = None) -> None:
-    """Create wordcrawl's tables and, given the Celery app, Celery's result tables.
-
-    Safe to run again: existing tables are left as they are, and indexes added to the
-    models since a table was created are created too.
-    """
-    engine = get_engine(database_url)
-    Base.metadata.create_all(engine)
-    _add_missing_columns(engine)
-    for table in Base.metadata.sorted_tables:
-        for index in table.indexes:
-            index.create(engine, checkfirst=True)
-    if celery_app is not None:
-        # Opening a result session makes Celery's backend create celery_taskmeta and
-        # celery_tasksetmeta (with the result_extended columns) if they are missing.
-        celery_app.backend.ResultSession().close()
-
-
-def _add_missing_columns(engine: Engine) -> None:
-    """Add the nullable or defaulted columns the models gained since a table was created.
-
-    Enough for a teaching project's few additive changes; a project whose tables change
-    in other ways (renames, types) would use migrations (Alembic).
-    """
-    existing = inspect(engine)
-    with engine.begin() as conn:
-        for table in Base.metadata.sorted_tables:
-            present = {column["name"] for column in existing.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in present:
-                    continue
-                ddl = f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {column.name} "
-                ddl += column.type.compile(engine.dialect)
-                if column.server_default is not None:
-                    ddl += f" DEFAULT {column.server_default.arg}"
-                    ddl += "" if column.nullable else " NOT NULL"
-                conn.execute(text(ddl))
-                log.info("added column %s.%s", table.name, column.name)

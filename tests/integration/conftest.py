@@ -30,6 +30,7 @@ from job_tasks.celeryconfig import celery_config
 from job_tasks.sending import enqueue_pages
 from job_tasks.settings import Settings, get_settings
 from job_tasks.storing import db as job_db
+from job_tasks.storing.schema import init_db
 from job_tasks.storing.submission import JobRequest, record_job
 from wordcrawl.demo_site import DemoServer, DemoSite
 from wordcrawl.local.services import (
@@ -90,7 +91,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     }
     _configure_this_process(env)
     job_db.create_database_if_missing(database_url)
-    job_db.init_db(database_url, job_tasks.app)
+    init_db(database_url, job_tasks.app)
     try:
         yield Services(broker_url, database_url, env, base_redis, base_pg)
     finally:

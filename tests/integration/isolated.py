@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from job_tasks.celery_app import create_celery
 from job_tasks.settings import Settings
 from job_tasks.storing import db as job_db
+from job_tasks.storing.schema import init_db
 from wordcrawl.local.services import free_port
 
 ENDED = ("done", "failed", "cancelled")
@@ -180,7 +181,7 @@ def create_database(database_url: str, settings: Settings) -> None:
     job_db.create_database_if_missing(database_url)
     celery = create_celery(settings)
     try:
-        job_db.init_db(database_url, celery)
+        init_db(database_url, celery)
     finally:
         celery.close()
 

@@ -29,6 +29,7 @@ import job_tasks
 from job_tasks.settings import sqlalchemy_url
 from job_tasks.storing import db as job_db
 from job_tasks.storing.db import drop_database
+from job_tasks.storing.schema import init_db
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 CELL_TIMEOUT = 120  # seconds per cell
@@ -64,7 +65,7 @@ def empty_database_url(services: Services) -> Iterator[str]:
     name = f"wordcrawl_test_empty_{uuid.uuid4().hex[:12]}"
     url = make_url(services.database_url).set(database=name).render_as_string(False)
     job_db.create_database_if_missing(url)
-    job_db.init_db(url)
+    init_db(url)
     # Celery creates its tables when a result session opens, in the backend's database:
     # a backend of the app's class, pointed at this database.
     backend = type(job_tasks.app.backend)(app=job_tasks.app, url=sqlalchemy_url(url))

@@ -368,7 +368,8 @@ def _point_this_process_at(broker_url: str, database_url: str, pages_per_task: i
 
 def _create_database(database_url: str) -> None:
     import job_tasks
-    from job_tasks.storing.db import create_database_if_missing, init_db
+    from job_tasks.storing.db import create_database_if_missing
+    from job_tasks.storing.schema import init_db
 
     create_database_if_missing(database_url)
     init_db(database_url, job_tasks.app)
