@@ -2,8 +2,8 @@
 
 Workers take `crawl_pages` tasks from Redis and write results to PostgreSQL. They need only
 this package, `job_tasks`, and two environment variables (CELERY_BROKER_URL, DATABASE_URL).
-`wordcrawl worker`, `wordcrawl up` and the tests build the command here; the Dockerfile
-beside this file runs the same command.
+`wordcrawl worker` (also the workers' command in docker-compose.yml), `wordcrawl up` and
+the tests build the command here.
 """
 
 from .command import beat_command, worker_command, worker_concurrency

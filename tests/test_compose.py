@@ -1,14 +1,11 @@
-"""Check the container files: docker-compose.yml, the three Dockerfiles, .env.example,
-and Prometheus's deploy/prometheus/prometheus.yml (read with PyYAML, a test dependency).
+"""Check the container files: docker-compose.yml, the Dockerfile, .env.example, and
+Prometheus's deploy/prometheus/prometheus.yml.
 
 No Docker engine is needed. `docker-compose config` (Debian's docker-compose 1.29)
 validates the compose file and prints it resolved, with every ${VARIABLE} filled in from
-an env file made from .env.example. The Dockerfiles are read as text, and what their
-commands name (modules, files, subcommands, options) is looked up in this repository.
-
-The printed configuration is YAML and PyYAML is not a dependency of wordcrawl, so the
-helpers below read the few parts they need from its text: `docker-compose config` always
-prints the same plain layout (two spaces per level, list items at their key's level).
+an env file made from .env.example; that output is YAML, read with PyYAML's safe_load (a
+test dependency). The Dockerfile is read as text, and what its commands name (modules,
+files, subcommands, options) is looked up in this repository.
 """
 
 from __future__ import annotations
@@ -20,8 +17,10 @@ import shlex
 import shutil
 import subprocess
 import tomllib
+from collections.abc import Iterator
 from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 import yaml
@@ -36,11 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERIGNORE = ROOT / ".dockerignore"
-DOCKERFILES = {
-    "worker": ROOT / "job_worker" / "Dockerfile",
-    "manager": ROOT / "job_manager" / "Dockerfile",
-    "viewer": ROOT / "job_viewer" / "Dockerfile",
-}
+DOCKERFILE = ROOT / "Dockerfile"
 SERVICES = {
     "job_broker",
     "job_db",
@@ -57,6 +52,8 @@ PROFILE_SERVICES = {"prometheus": "metrics"}
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 # Services that run wordcrawl's code and so need its settings.
 APP_SERVICES = ("job_init", "job_worker", "job_scheduler", "job_manager", "job_viewer")
+# Services that run the project's one image, each with a command of its own.
+IMAGE_SERVICES = (*APP_SERVICES, "job_demo")
 # Variables Compose reads by itself from .env rather than through ${...}.
 COMPOSE_OWN_VARIABLES = {"COMPOSE_PROJECT_NAME"}
 
@@ -77,10 +74,22 @@ def env_example() -> dict[str, str]:
     return values
 
 
+def strings_in(value: Any) -> Iterator[str]:
+    """Yield every string of a YAML document: keys, values and list items."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings_in(key)
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+
+
 def compose_variables() -> set[str]:
     """Return the names of the ${VARIABLES} docker-compose.yml interpolates."""
-    lines = COMPOSE_FILE.read_text().splitlines()
-    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    text = "\n".join(strings_in(yaml.safe_load(COMPOSE_FILE.read_text())))
     # $${X} and $$X are literal dollars for the container's shell, not Compose's.
     return set(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
 
@@ -170,92 +179,28 @@ def example_env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def config(example_env_file: Path) -> str:
+def config(example_env_file: Path) -> dict[str, Any]:
     """The resolved compose file, as `docker-compose config` prints it."""
     result = run_compose(example_env_file, "config")
     assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
     # Compose warns (and goes on with an empty string) about a variable nobody set.
     assert "WARNING" not in result.stderr, result.stderr
-    return result.stdout
-
-
-def service_blocks(config_text: str) -> dict[str, list[str]]:
-    """Split the printed configuration into the lines of each service."""
-    blocks: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    in_services = False
-    for line in config_text.splitlines():
-        if not line.startswith(" "):  # a top-level key: services, volumes, ...
-            in_services = line == "services:"
-            current = None
-        elif in_services and re.fullmatch(r"  \S[^:]*:", line):
-            current = blocks.setdefault(line.strip()[:-1], [])
-        elif current is not None:
-            current.append(line)
-    return blocks
-
-
-def section(block: list[str], key: str) -> list[str]:
-    """Return the lines under `key:` of a service (its value, one level deeper)."""
-    lines: list[str] = []
-    inside = False
-    for line in block:
-        indent = len(line) - len(line.lstrip())
-        if indent == 4 and not line.lstrip().startswith("- "):
-            inside = line.strip() == f"{key}:"
-        elif inside:
-            lines.append(line)
-    return lines
-
-
-def items(lines: list[str]) -> list[str]:
-    """Return the items of a printed list of strings (joining long, wrapped items)."""
-    result: list[str] = []
-    item_indent = None
-    for line in lines:
-        indent = len(line) - len(line.lstrip())
-        text = line.strip()
-        if text.startswith("- "):
-            result.append(text[2:])
-            item_indent = indent
-        elif item_indent is not None and indent > item_indent:
-            result[-1] += " " + text  # YAML folds a long plain string onto more lines
-        else:
-            item_indent = None  # a key at the list's level: the list has ended
-    return [unquote(item) for item in result]
-
-
-def mapping(lines: list[str]) -> dict[str, str]:
-    """Return a printed mapping of strings (KEY: value), as in `environment:`."""
-    pairs: list[list[str]] = []
-    key_indent = None
-    for line in lines:
-        indent = len(line) - len(line.lstrip())
-        if key_indent is None or indent <= key_indent:
-            key_indent = indent
-            key, _, value = line.strip().partition(":")
-            pairs.append([key, value.strip()])
-        else:
-            pairs[-1][1] += " " + line.strip()  # a long value, folded
-    return {key: unquote(value) for key, value in pairs}
-
-
-def unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] == "'":
-        return value[1:-1].replace("''", "'")
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return json.loads(value)
-    return value
+    return yaml.safe_load(result.stdout)
 
 
 @pytest.fixture(scope="module")
-def services(config: str) -> dict[str, list[str]]:
-    return service_blocks(config)
+def services(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return config["services"]
 
 
-def test_compose_file_passes_docker_compose_config(config: str):
+def published_ports(service: dict[str, Any]) -> dict[int, int]:
+    """Return a service's ports as {port on the host: port in the container}."""
+    return {int(port["published"]): int(port["target"]) for port in service.get("ports", [])}
+
+
+def test_compose_file_passes_docker_compose_config(config: dict[str, Any]):
     # The fixture asserts the exit status and the absence of warnings.
-    assert config.startswith("services:")
+    assert set(config["services"]) == SERVICES | set(PROFILE_SERVICES)
 
 
 def test_compose_names_its_services(example_env_file: Path):
@@ -274,26 +219,29 @@ def test_missing_password_stops_compose_with_a_clear_message(tmp_path: Path):
     assert "REDIS_PASSWORD" in result.stderr
 
 
-def test_broker_and_database_stay_off_the_host_network(config: str, services):
+def test_broker_and_database_stay_off_the_host_network(services):
     for name in ("job_broker", "job_db"):
-        assert not section(services[name], "ports"), f"{name} must not publish a port"
-    assert "published: 6379" not in config and "published: 5432" not in config
+        assert "ports" not in services[name], f"{name} must not publish a port"
+    for name, service in services.items():
+        if name not in PROFILE_SERVICES:
+            assert not {6379, 5432} & set(published_ports(service)), name
 
 
 def test_published_ports(services):
     published = {
-        name: "\n".join(section(block, "ports"))
-        for name, block in services.items()
-        if section(block, "ports") and name not in PROFILE_SERVICES
+        name: published_ports(service)
+        for name, service in services.items()
+        if "ports" in service and name not in PROFILE_SERVICES
     }
-    assert set(published) == {"job_manager", "job_viewer", "job_demo"}
-    for name, port in (("job_manager", 5000), ("job_viewer", 5555), ("job_demo", 8001)):
-        assert f"published: {port}" in published[name]
-        assert f"target: {port}" in published[name]
+    assert published == {
+        "job_manager": {5000: 5000},
+        "job_viewer": {5555: 5555},
+        "job_demo": {8001: 8001},
+    }
 
 
 def test_broker_keeps_tasks_and_asks_a_password(services):
-    command = items(section(services["job_broker"], "command"))
+    command = services["job_broker"]["command"]
     assert command[:3] == ["redis-server", "--appendonly", "yes"]
     # Bounded: caches (keys with a TTL) give way before task messages do.
     maxmemory = env_example()["WORDCRAWL_REDIS_MAXMEMORY"]
@@ -301,15 +249,12 @@ def test_broker_keeps_tasks_and_asks_a_password(services):
     assert command[command.index("--maxmemory-policy") + 1] == "volatile-lru"
     password = env_example()["REDIS_PASSWORD"]
     assert command[command.index("--requirepass") + 1] == password
-    assert any(
-        line.strip().endswith(":/data:rw") for line in section(services["job_broker"], "volumes")
-    )
+    assert any(volume.endswith(":/data:rw") for volume in services["job_broker"]["volumes"])
 
 
 def test_app_services_share_settings_that_wordcrawl_accepts(services):
     for name in APP_SERVICES:
-        environ = mapping(section(services[name], "environment"))
-        settings = Settings.from_env(environ)  # raises on a value wordcrawl refuses
+        settings = Settings.from_env(services[name]["environment"])  # raises on a bad value
         assert settings.environment == "production"
         assert settings.secret_key == env_example()["SECRET_KEY"]
         assert settings.broker_url.endswith("@job_broker:6379/0")
@@ -320,8 +265,8 @@ def test_app_services_share_settings_that_wordcrawl_accepts(services):
 
 
 def test_flower_gets_its_password_and_nobody_else_does(services):
-    for name, block in services.items():
-        environ = mapping(section(block, "environment"))
+    for name, service in services.items():
+        environ = service.get("environment", {})
         if name == "job_viewer":
             assert environ["FLOWER_BASIC_AUTH"] == env_example()["FLOWER_BASIC_AUTH"]
         else:
@@ -329,8 +274,8 @@ def test_flower_gets_its_password_and_nobody_else_does(services):
 
 
 def test_the_manager_gets_the_instructor_password_and_nobody_else_does(services):
-    for name, block in services.items():
-        environ = mapping(section(block, "environment"))
+    for name, service in services.items():
+        environ = service.get("environment", {})
         if name == "job_manager":
             password = env_example()["WORDCRAWL_ADMIN_PASSWORD"]
             assert environ["WORDCRAWL_ADMIN_PASSWORD"] == password
@@ -341,74 +286,83 @@ def test_the_manager_gets_the_instructor_password_and_nobody_else_does(services)
             assert "WORDCRAWL_ADMIN_PASSWORD" not in environ, name
 
 
+def test_every_wordcrawl_service_runs_the_one_image_with_a_command_of_its_own(services):
+    for name in IMAGE_SERVICES:
+        service = services[name]
+        assert service["build"] == {"context": str(ROOT), "dockerfile": "Dockerfile"}, name
+        assert service["image"] == "wordcrawl:latest", name
+        assert service.get("command"), f"{name} must say what it runs"
+    commands = [tuple(services[name]["command"]) for name in IMAGE_SERVICES]
+    assert len(set(commands)) == len(commands)
+
+
 def test_workers_scale_with_their_own_node_names(services):
     worker = services["job_worker"]
-    assert "replicas: 2" in [line.strip() for line in section(worker, "deploy")]
+    assert worker["deploy"]["replicas"] == 2
     # A fixed host or container name would give every replica the same node name.
-    assert not section(worker, "hostname") and not section(worker, "container_name")
-    assert not any(line.startswith(("    hostname:", "    container_name:")) for line in worker)
-    # The healthcheck pings the node name that `python -m job_worker worker` gives.
-    test = " ".join(items(section(worker, "healthcheck")))
+    assert "hostname" not in worker and "container_name" not in worker
+    # The healthcheck pings the node name that `wordcrawl worker` gives.
+    test = " ".join(worker["healthcheck"]["test"])
     assert "celery -A job_tasks inspect ping" in test
     assert "worker@$$HOSTNAME" in test or "worker@$HOSTNAME" in test
-    assert "--hostname" in (argv := worker_command("worker", Settings()))
+    options = check_wordcrawl_argv(worker["command"])
+    argv = worker_command(options["name"], Settings())
     assert argv[argv.index("--hostname") + 1] == "worker@%h"
 
 
-def test_workers_take_the_queues_given_in_worker_queues(services):
-    command = items(section(services["job_worker"], "command"))
+def test_workers_run_a_celery_worker_of_job_tasks_with_the_queues_of_worker_queues(services):
+    command = services["job_worker"]["command"]
     assert command[:3] == ["wordcrawl", "worker", "--queues"]
     # Both queues unless WORKER_QUEUES says otherwise, named as `wordcrawl worker` knows them.
-    default = command[3].removeprefix("${WORKER_QUEUES:-").removesuffix("}")
-    assert default.split(",") == list(QUEUES)
+    assert command[3].split(",") == list(QUEUES)
+    # What `wordcrawl worker` execs (job_worker/command.py).
+    argv = worker_command(check_wordcrawl_argv(command)["name"], Settings())
+    celery = argv[argv.index("celery") :]
+    assert celery[:4] == ["celery", "-A", "job_tasks", "worker"]
+    assert "--task-events" in celery  # Flower shows tasks only with events
 
 
-def test_one_scheduler_runs_wordcrawl_beat_from_the_worker_image(services):
+def test_one_scheduler_runs_wordcrawl_beat(services):
     scheduler, worker = services["job_scheduler"], services["job_worker"]
-    command = items(section(scheduler, "command"))
-    assert command == ["wordcrawl", "beat"]
-    check_wordcrawl_argv(command)
-    assert "replicas: 1" in [line.strip() for line in section(scheduler, "deploy")]
-    assert block_value(scheduler, "image") == block_value(worker, "image")
-    assert section(scheduler, "build") == section(worker, "build")
+    assert scheduler["command"] == ["wordcrawl", "beat"]
+    check_wordcrawl_argv(scheduler["command"])
+    assert scheduler["deploy"]["replicas"] == 1
     # Some worker takes the housekeeping queue, where beat's ticks go.
-    assert HOUSEKEEPING_QUEUE in items(section(worker, "command"))[3]
+    assert HOUSEKEEPING_QUEUE in worker["command"][3].split(",")
 
 
 def test_tables_are_created_once_before_workers_and_manager_start(services):
-    init = items(section(services["job_init"], "command"))
-    assert init == ["wordcrawl", "init-db"]
-    assert "restart" not in "\n".join(services["job_init"])  # a one-shot job
+    assert services["job_init"]["command"] == ["wordcrawl", "init-db"]
+    assert "restart" not in services["job_init"]  # a one-shot job
     for name in ("job_worker", "job_scheduler", "job_manager"):
-        depends = [line.strip() for line in section(services[name], "depends_on")]
-        assert (
-            depends[depends.index("job_init:") + 1] == "condition: service_completed_successfully"
-        )
-        for server in ("job_broker:", "job_db:"):
-            assert depends[depends.index(server) + 1] == "condition: service_healthy"
+        depends = services[name]["depends_on"]
+        assert depends["job_init"] == {"condition": "service_completed_successfully"}
+        for server in ("job_broker", "job_db"):
+            assert depends[server] == {"condition": "service_healthy"}
 
 
 def test_long_running_services_restart(services):
     for name in SERVICES - {"job_init"}:
-        assert "    restart: unless-stopped" in services[name], name
+        assert services[name]["restart"] == "unless-stopped", name
 
 
 def test_healthchecks_avoid_api_health_and_curl(services):
     # /api/health answers 503 while no worker runs; slim images have no curl.
     for name in ("job_broker", "job_db", "job_worker", "job_manager", "job_viewer"):
-        test = " ".join(items(section(services[name], "healthcheck")))
+        test = " ".join(services[name].get("healthcheck", {}).get("test", []))
         assert test, f"{name} has no healthcheck"
         assert "/api/health" not in test and "curl" not in test, name
 
 
 def test_compose_commands_are_valid_wordcrawl_commands(services):
-    for name in ("job_init", "job_demo"):
-        argv = items(section(services[name], "command"))
+    for name in ("job_init", "job_demo", "job_manager", "job_worker", "job_scheduler"):
+        argv = services[name]["command"]
         assert argv[0] == "wordcrawl"
         check_wordcrawl_argv(argv)
-    demo = items(section(services["job_demo"], "command"))
-    assert demo[demo.index("--host") + 1] == "0.0.0.0"  # reachable from other containers
-    assert demo[demo.index("--port") + 1] == "8001"
+    demo = check_wordcrawl_argv(services["job_demo"]["command"])
+    assert demo["host"] == "0.0.0.0" and demo["port"] == 8001  # reachable from other containers
+    manager = check_wordcrawl_argv(services["job_manager"]["command"])
+    assert manager["host"] == "0.0.0.0" and manager["port"] == 5000
 
 
 def check_wordcrawl_argv(argv: list[str]) -> dict[str, object]:
@@ -419,25 +373,33 @@ def check_wordcrawl_argv(argv: list[str]) -> dict[str, object]:
     return subcommand.make_context(argv[1], list(argv[2:])).params
 
 
+def test_viewer_runs_flower_with_the_project_config(services):
+    viewer = services["job_viewer"]
+    command = viewer["command"]
+    assert command[:4] == ["celery", "-A", "job_tasks", "flower"]
+    options = dict(arg.removeprefix("--").split("=", 1) for arg in command[4:])
+    assert options["address"] == "0.0.0.0" and options["port"] == "5555"
+    # --conf must name the file where the image really has it.
+    assert repo_file_for(options["conf"]) == ROOT / "job_viewer" / "flowerconfig.py"
+    assert (ROOT / "job_viewer" / "flowerconfig.py").is_file()
+    # --db must be in a folder the image's user owns, kept in a volume.
+    data = str(PurePosixPath(options["db"]).parent)
+    assert any("chown" in step and data in step for step in arguments_of("RUN"))
+    assert any(volume.endswith(f":{data}:rw") for volume in viewer["volumes"])
+
+
 # --- The metrics profile: Prometheus --------------------------------------------------
 
 
 def test_prometheus_starts_only_with_the_metrics_profile(example_env_file: Path, services):
-    block = services["prometheus"]
-    assert items(section(block, "profiles")) == ["metrics"]
-    assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", block_value(block, "image"))
+    prometheus = services["prometheus"]
+    assert prometheus["profiles"] == ["metrics"]
+    assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", prometheus["image"])
     # No password in front of Prometheus: only this machine may reach it.
-    assert items(section(block, "ports")) == ["127.0.0.1:9090:9090/tcp"]
-    mounts = items(section(block, "volumes"))
-    assert f"{PROMETHEUS_CONFIG}:/etc/prometheus/prometheus.yml:ro" in mounts
+    assert prometheus["ports"] == ["127.0.0.1:9090:9090/tcp"]
+    assert f"{PROMETHEUS_CONFIG}:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
     result = run_compose(example_env_file, "--profile", "metrics", "config", "-q")
     assert result.returncode == 0, result.stderr
-
-
-def block_value(block: list[str], key: str) -> str:
-    """Return the value of a one-line `key: value` of a service."""
-    prefix = f"    {key}: "
-    return next(line.removeprefix(prefix) for line in block if line.startswith(prefix))
 
 
 def prometheus_targets() -> dict[str, list[str]]:
@@ -456,8 +418,7 @@ def test_prometheus_scrapes_the_manager_and_flower_where_they_listen(services):
     for target in (target for job in targets.values() for target in job):
         host, port = target.split(":")
         # A service name on the stack's network, and the port its container listens on.
-        container_ports = re.findall(r"target: (\d+)", "\n".join(section(services[host], "ports")))
-        assert port in container_ports, target
+        assert int(port) in published_ports(services[host]).values(), target
     # The manager serves /metrics (Flower's is checked live in test_viewer.py).
     app = create_app(settings=Settings())
     assert "/metrics" in {rule.rule for rule in app.url_map.iter_rules()}
@@ -487,14 +448,14 @@ def test_promtool_accepts_the_prometheus_config():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-# --- Dockerfiles -----------------------------------------------------------------------
+# --- The Dockerfile -------------------------------------------------------------------
 
 
-def instructions(dockerfile: Path) -> list[tuple[str, str]]:
-    """Return (INSTRUCTION, arguments) pairs, with continued lines joined."""
+def instructions() -> list[tuple[str, str]]:
+    """Return the Dockerfile's (INSTRUCTION, arguments) pairs, with continued lines joined."""
     result = []
     current = ""
-    for raw in dockerfile.read_text().splitlines():
+    for raw in DOCKERFILE.read_text().splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -507,8 +468,8 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return result
 
 
-def arguments_of(dockerfile: Path, instruction: str) -> list[str]:
-    return [args for name, args in instructions(dockerfile) if name == instruction]
+def arguments_of(instruction: str) -> list[str]:
+    return [args for name, args in instructions() if name == instruction]
 
 
 def exec_form(arguments: str) -> list[str]:
@@ -517,11 +478,11 @@ def exec_form(arguments: str) -> list[str]:
     return json.loads(arguments)
 
 
-def copies(dockerfile: Path) -> list[tuple[str, PurePosixPath]]:
+def copies() -> list[tuple[str, PurePosixPath]]:
     """Return (source in the repo, destination in the image) of every COPY."""
     workdir = PurePosixPath("/")
     result = []
-    for name, arguments in instructions(dockerfile):
+    for name, arguments in instructions():
         if name == "WORKDIR":
             workdir = workdir / arguments
         elif name == "COPY":
@@ -535,10 +496,10 @@ def copies(dockerfile: Path) -> list[tuple[str, PurePosixPath]]:
     return result
 
 
-def repo_file_for(dockerfile: Path, image_path: str) -> Path | None:
+def repo_file_for(image_path: str) -> Path | None:
     """Return the repository file that a COPY puts at image_path, if one does."""
     wanted = PurePosixPath(image_path)
-    for source, target in copies(dockerfile):
+    for source, target in copies():
         if wanted == target:
             return ROOT / source
         if target in wanted.parents:
@@ -555,11 +516,14 @@ def dockerignored(source: str) -> bool:
     return any(fnmatch(source, p) or fnmatch(source, p.removeprefix("**/")) for p in patterns)
 
 
-@pytest.mark.parametrize("image", sorted(DOCKERFILES))
-def test_image_is_python_311_slim_and_runs_as_a_user(image: str):
-    dockerfile = DOCKERFILES[image]
-    assert arguments_of(dockerfile, "FROM") == ["python:3.11-slim"]
-    steps = instructions(dockerfile)
+def test_one_dockerfile_at_the_root():
+    assert DOCKERFILE.is_file()
+    assert not list(ROOT.glob("*/Dockerfile")), "every service runs the root Dockerfile's image"
+
+
+def test_image_is_python_311_slim_and_runs_as_a_user():
+    assert arguments_of("FROM") == ["python:3.11-slim"]
+    steps = instructions()
     users = [i for i, (name, _) in enumerate(steps) if name == "USER"]
     assert users, "the image must switch to a non-root USER"
     user = steps[users[-1]][1]
@@ -569,43 +533,31 @@ def test_image_is_python_311_slim_and_runs_as_a_user(image: str):
     assert any(name == "RUN" and "useradd" in args and user in args for name, args in steps)
 
 
-@pytest.mark.parametrize("image", sorted(DOCKERFILES))
-def test_image_copies_files_that_exist_and_reach_the_build(image: str):
-    for source, _ in copies(DOCKERFILES[image]):
-        assert (ROOT / source).exists(), f"{image}: COPY {source}, which is not in the repo"
-        assert not dockerignored(source), f"{image}: COPY {source}, which .dockerignore drops"
+def test_image_copies_files_that_exist_and_reach_the_build():
+    for source, _ in copies():
+        assert (ROOT / source).exists(), f"COPY {source}, which is not in the repo"
+        assert not dockerignored(source), f"COPY {source}, which .dockerignore drops"
 
 
-@pytest.mark.parametrize("image", sorted(DOCKERFILES))
-def test_image_installs_every_package_of_the_project(image: str):
+def test_image_installs_every_package_of_the_project_and_only_its_runtime_dependencies():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = {
         p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
     }
-    copied = {source for source, _ in copies(DOCKERFILES[image])}
+    copied = {source for source, _ in copies()}
     assert {"pyproject.toml", *packages} <= copied
-    # `pip install [options] .`: the project from the copied source, not from PyPI.
+    steps = arguments_of("RUN")
+    # `pip install [options] .`: the project from the copied source, not from PyPI, and
+    # none of its extras (test tools, embedded servers).
     install = re.compile(r"pip install (--?\S+ )*\.(\s|$)")
-    assert any(install.search(step) for step in arguments_of(DOCKERFILES[image], "RUN"))
+    assert any(install.search(step) for step in steps)
+    assert not any(re.search(r"pip install .*\.\[", step) for step in steps)
+    assert any("['project']['dependencies']" in step for step in steps)
 
 
-def test_worker_image_starts_a_celery_worker_of_job_tasks():
-    cmd = exec_form(arguments_of(DOCKERFILES["worker"], "CMD")[-1])
-    assert cmd[:3] == ["python", "-m", "job_worker"]
-    assert repo_file_for(DOCKERFILES["worker"], "/app/job_worker/__main__.py") == (
-        ROOT / "job_worker" / "__main__.py"
-    )
-    # What `python -m job_worker NAME` execs (job_worker/__main__.py).
-    argv = worker_command(cmd[3], Settings())
-    celery = argv[argv.index("celery") :]
-    assert celery[:4] == ["celery", "-A", "job_tasks", "worker"]
-    assert "--task-events" in celery  # Flower shows tasks only with events
-    assert (ROOT / "job_tasks" / "__init__.py").exists()
-
-
-def test_worker_image_downloads_and_checks_nltk_stopwords():
-    steps = arguments_of(DOCKERFILES["worker"], "RUN")
-    env = " ".join(arguments_of(DOCKERFILES["worker"], "ENV"))
+def test_image_downloads_and_checks_nltk_stopwords():
+    steps = arguments_of("RUN")
+    env = " ".join(arguments_of("ENV"))
     download = next(step for step in steps if "nltk.downloader" in step)
     words = shlex.split(download.split("&&")[0])
     assert words[:3] == ["python", "-m", "nltk.downloader"] and words[-1] == "stopwords"
@@ -615,27 +567,13 @@ def test_worker_image_downloads_and_checks_nltk_stopwords():
     assert "stopwords.words('english')" in download and "assert" in download
 
 
-def test_manager_image_serves_on_all_interfaces_port_5000():
-    cmd = exec_form(arguments_of(DOCKERFILES["manager"], "CMD")[-1])
+def test_image_serves_the_manager_on_all_interfaces_port_5000_by_default():
+    cmd = exec_form(arguments_of("CMD")[-1])
     assert cmd[:2] == ["wordcrawl", "serve"]
     options = check_wordcrawl_argv(cmd)
     assert options["host"] == "0.0.0.0" and options["port"] == 5000
-    assert arguments_of(DOCKERFILES["manager"], "EXPOSE") == ["5000"]
-
-
-def test_viewer_image_runs_flower_with_the_project_config():
-    dockerfile = DOCKERFILES["viewer"]
-    cmd = exec_form(arguments_of(dockerfile, "CMD")[-1])
-    assert cmd[:4] == ["celery", "-A", "job_tasks", "flower"]
-    options = dict(arg.removeprefix("--").split("=", 1) for arg in cmd[4:])
-    assert options["address"] == "0.0.0.0" and options["port"] == "5555"
-    # --conf must name the file where the image really has it.
-    assert repo_file_for(dockerfile, options["conf"]) == ROOT / "job_viewer" / "flowerconfig.py"
-    assert (ROOT / "job_viewer" / "flowerconfig.py").is_file()
-    # --db must be in the volume the user owns.
-    data = str(PurePosixPath(options["db"]).parent)
-    assert json.loads(arguments_of(dockerfile, "VOLUME")[-1]) == [data]
-    assert any("chown" in step and data in step for step in arguments_of(dockerfile, "RUN"))
+    exposed = " ".join(arguments_of("EXPOSE")).split()
+    assert {"5000", "5555", "8001"} <= set(exposed)
 
 
 def test_dockerignore_keeps_secrets_and_local_state_out():

@@ -241,15 +241,16 @@ def only_remote_crawls(remote_worker: RemoteWorker) -> Iterator[None]:
 
 
 def test_the_wheel_ships_every_file_the_packages_read(wheel: Path):
-    # Templates, static files and NLTK's stopwords as well as the code; only the
-    # Dockerfiles stay behind (images are built from the source).
+    # Templates, static files, NLTK's stopwords and the schema's migrations as well as
+    # the code.
     in_source = {
         path.relative_to(REPO).as_posix()
         for package in PACKAGES
         for path in (REPO / package).rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts and path.name != "Dockerfile"
+        if path.is_file() and "__pycache__" not in path.parts
     }
     assert "job_tasks/reading/nltk_data/corpora/stopwords/english" in in_source
+    assert "job_tasks/storing/migrations/versions/0001_first_release.py" in in_source
     missing = in_source - set(zipfile.ZipFile(wheel).namelist())
     assert not missing, f"not in the wheel (pyproject.toml, package-data): {sorted(missing)}"
 

@@ -1,11 +1,10 @@
-# The worker image: Celery workers that fetch pages and count their words.
+# wordcrawl's one image: every service of docker-compose.yml runs it, each with its own
+# command (the manager, the one-shot init, the demo site, the workers, the scheduler and
+# Flower), so Docker builds it once and every piece runs the same code.
 #
-# Build from the repository root (the build context is the whole project):
-#   docker build -f job_worker/Dockerfile -t wordcrawl-worker .
-# docker-compose.yml does the same with `context: .` and `dockerfile: job_worker/Dockerfile`.
-#
-# The three images (worker, manager, viewer) begin with the same steps, so Docker builds
-# those layers once and reuses them for the other two.
+# Build it from the repository root:
+#   docker build -t wordcrawl .
+# docker-compose.yml does the same (`build: .`); its services set the command.
 
 FROM python:3.11-slim
 
@@ -19,10 +18,11 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 
-# 1. The dependencies, from pyproject.toml alone. Docker rebuilds a layer only when the
-#    files copied before it change, so editing the code does not reinstall Celery,
-#    lxml & co. (pip cannot install "only the dependencies" of a project, hence the
-#    few lines of Python that list them from pyproject.toml.)
+# 1. The runtime dependencies, from pyproject.toml alone (not its extras: no test tools,
+#    no embedded servers). Docker rebuilds a layer only when the files copied before it
+#    change, so editing the code does not reinstall Celery, lxml & co. (pip cannot
+#    install "only the dependencies" of a project, hence the few lines of Python that
+#    list them from pyproject.toml.)
 COPY pyproject.toml ./
 RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print(*deps, sep='\n')" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
@@ -40,28 +40,35 @@ RUN python -m nltk.downloader --exit-on-error -d "$NLTK_DATA" stopwords \
 
 # 3. The project itself. README.md is needed because pyproject.toml names it as the
 #    package's long description. --no-deps: step 1 installed them already. The source
-#    stays in /app (root-owned, read-only for the worker); the build leftovers go.
+#    stays in /app (root-owned, read-only for the services: Flower reads its
+#    configuration file from /app/job_viewer/); the build leftovers go.
 COPY README.md ./
 COPY job_tasks ./job_tasks
 COPY job_worker ./job_worker
 COPY job_manager ./job_manager
 COPY job_viewer ./job_viewer
+COPY wordcrawl ./wordcrawl
 RUN pip install --no-deps . \
     && rm -rf build wordcrawl.egg-info
 
 # 4. Run as an ordinary user: a bug in a parser fed by arbitrary web pages should not
-#    run as root.
-RUN useradd --create-home --uid 10001 wordcrawl
+#    run as root. /data is the one folder that user may write: Flower keeps its task
+#    history there, in the named volume docker-compose.yml mounts (a new volume takes
+#    the owner of the folder it is mounted on).
+RUN useradd --create-home --uid 10001 wordcrawl \
+    && mkdir /data \
+    && chown wordcrawl:wordcrawl /data
 USER wordcrawl
 
 # As that user, check that the worker's own code finds the downloaded stopwords (and not
 # only its shipped fallback copy).
 RUN python -c "from nltk.corpus import stopwords; from job_tasks.reading.words import english_stopwords; assert len(english_stopwords()) > 100; assert str(stopwords.root).startswith('/usr/local/share/nltk_data'), stopwords.root"
 
-# `python -m job_worker worker` execs
-#   celery -A job_tasks worker --hostname worker@%h --task-events --loglevel INFO --pool ...
-# (job_worker/command.py): %h is the container's host name, so each replica has its own
-# node name, and it honours WORDCRAWL_WORKER_POOL and WORDCRAWL_WORKER_CONCURRENCY. The
-# exec replaces Python with Celery, so `docker stop` (SIGTERM) reaches Celery itself and
-# starts its warm shutdown: running pages finish first.
-CMD ["python", "-m", "job_worker", "worker"]
+# The manager (5000), Flower (5555) and the demo site (8001), by the service that runs each.
+EXPOSE 5000 5555 8001
+
+# Without a command of its own, the image serves the manager: `wordcrawl serve` checks
+# the settings (a readable error for a bad variable, or a missing SECRET_KEY in
+# production), then execs gunicorn on 0.0.0.0 (inside a container, 127.0.0.1 would be
+# unreachable from outside it).
+CMD ["wordcrawl", "serve", "--host", "0.0.0.0", "--port", "5000"]
