@@ -53,13 +53,13 @@ class Settings:
     # flood of scrapes costs one scan of the pages table (0: every scrape reads the tables).
     metrics_cache_seconds: int = 5
 
-    # What a job may ask for (contract, section 2).
+    # What a job may ask for (README, "The HTTP API").
     max_urls_per_job: int = 100
     max_pages_per_job: int = 1000
     max_depth: int = 3
     max_url_length: int = 2048
 
-    # Safety of fetching (contract, section 7).
+    # Safety of fetching (README, "What is guaranteed, and what is refused").
     allowed_hosts: frozenset[tuple[str, int]] = field(default_factory=frozenset)
     allow_private: bool = False
     user_agent: str = "wordcrawl/0.1 (+https://github.com/wordcrawl/wordcrawl; teaching crawler)"

@@ -1,8 +1,8 @@
-"""The JSON API (contract, section 4) as a program using it sees it.
+"""The JSON API (README, "The HTTP API") as a program using it sees it.
 
 Bad input of every kind gets its status (400, 404, 405, 413, 415, 429) and the body
 {"error": {"code", "message", "field"}}, and creates no row; good calls answer in the
-contract's shapes; DELETE cancels a running job without fetching the pages it skips.
+documented shapes; DELETE cancels a running job without fetching the pages it skips.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SEED = "http://127.0.0.1:9/never-fetched"
 
 
 def assert_error(response, status: int, code: str, field: str | None = None) -> dict:
-    """Check an answer is the contract's error body, with this status, code and field."""
+    """Check an answer is the API's error body, with this status, code and field."""
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.mimetype == "application/json"
     error = response.get_json()["error"]
@@ -258,7 +258,7 @@ def ok_job(app, workers, fixture_site) -> dict:
 
 def test_submission_answers_202_with_the_job_url(client, sql, workers, fixture_site):
     before = row_counts(sql)
-    # The longest URL the contract allows: 2,048 characters.
+    # The longest URL the API allows: 2,048 characters.
     url = fixture_site.url("/ok?pad=")
     url += "x" * (2048 - len(url))
 
@@ -278,11 +278,11 @@ def test_submission_answers_202_with_the_job_url(client, sql, workers, fixture_s
     assert (job["status"], job["urls"]) == ("done", [url])
 
 
-def test_a_job_has_the_contracts_shape_and_times_with_a_timezone(client, ok_job, fixture_site):
+def test_a_job_has_the_documented_shape_and_times_with_a_timezone(client, ok_job, fixture_site):
     job = client.get(f"/api/jobs/{ok_job['id']}").get_json()
 
-    contract_keys = {"id", "status", "depth", "max_pages", "created_at", "finished_at"}
-    assert contract_keys | {"urls", "pages"} <= set(job)
+    documented_keys = {"id", "status", "depth", "max_pages", "created_at", "finished_at"}
+    assert documented_keys | {"urls", "pages"} <= set(job)
     assert (job["id"], job["status"], job["depth"], job["max_pages"]) == (
         ok_job["id"],
         "done",

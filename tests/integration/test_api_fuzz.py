@@ -5,9 +5,9 @@ content types, random query strings and random job ids at the manager (Flask's t
 client, with the test session's real PostgreSQL and Redis). Whatever comes in:
 
 - the answer is never a 5xx;
-- a 4xx carries the contract's error body {"error": {"code", "message", "field"}}, and a
+- a 4xx carries the API's error body {"error": {"code", "message", "field"}}, and a
   refused submission creates no row;
-- a submission is accepted (202) only when an oracle written here from the contract, not
+- a submission is accepted (202) only when an oracle written here from the README's rules, not
   from the code, says it is valid; and a submission built valid is accepted.
 
 Accepted jobs are cancelled at once. Every URL that could be accepted names a loopback
@@ -39,7 +39,7 @@ from hypothesis import (
 from hypothesis import strategies as st
 from urllib3.util import parse_url
 
-# The contract's limits (sections 2, 4 and 7), written down again, not imported.
+# The documented limits (README, "The HTTP API"), written down again, not imported.
 MAX_URLS, MAX_URL_LENGTH, MAX_DEPTH, MAX_PAGES = 100, 2048, 3, 1000
 JOB_FIELDS = {"urls", "depth", "max_pages"}  # "schedule" too: test_schedules.py checks it
 PAGE_STATUSES = {"queued", "running", "done", "failed", "skipped"}
@@ -56,7 +56,7 @@ FUZZ = settings(
 
 
 def is_json_media_type(content_type: str | None) -> bool:
-    """The contract: the API takes only application/json (any parameters, any case)."""
+    """The API takes only application/json (any parameters, any case)."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     return media_type == "application/json"
 
@@ -114,7 +114,7 @@ def page_key(url: str) -> tuple:
 
 
 def valid_submission(body: Any) -> bool:
-    """Say whether a parsed body may be accepted: the contract's rules for a job."""
+    """Say whether a parsed body may be accepted: the documented rules for a job."""
     if not isinstance(body, dict) or set(body) - JOB_FIELDS:
         return False
     urls = body.get("urls")
@@ -195,7 +195,7 @@ class Api:
 
 
 def check_answer(response) -> None:
-    """No 5xx; a 4xx has the contract's error body; a 2xx is JSON."""
+    """No 5xx; a 4xx has the API's error body; a 2xx is JSON."""
     status = response.status_code
     assert status < 500, response.get_data(as_text=True)[:500]
     if 300 <= status < 400:  # Werkzeug's routing merges slashes: /api/jobs//pages
@@ -316,7 +316,7 @@ def near_valid_submissions(draw) -> dict:
 
 @st.composite
 def valid_submissions(draw) -> dict:
-    """Submissions the contract accepts (distinct pages: each path once)."""
+    """Submissions the API accepts (distinct pages: each path once)."""
     urls = draw(st.lists(safe_urls(), min_size=1, max_size=8, unique_by=page_key))
     body: dict[str, Any] = {"urls": urls}
     if draw(st.booleans()):

@@ -1,10 +1,10 @@
-"""Dead letters (contract, section 8): failed pages are listed, retried, and keep their history.
+"""Dead letters (README, "Dead letters"): failed pages are listed, retried, and keep their history.
 
 Real workers crawl the fixture site's /flaky path, which answers 503 the first N times it is
 asked for a key and then the OK page: a page that failed there is a dead letter that a
 retry brings back. A retry counts the page once, adds to its attempts, keeps the history of
 every failed attempt, and reopens its job, which ends again, once. Bad retries answer the
-contract's error body and change nothing. The /failures page and the job page retry with
+API's error body and change nothing. The /failures page and the job page retry with
 CSRF-protected forms.
 """
 

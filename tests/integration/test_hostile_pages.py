@@ -62,7 +62,7 @@ LIMITS = {
     "/hops?n=5": ("done", None),  # WORDCRAWL_MAX_REDIRECTS defaults to 5
     "/hops?n=6": ("failed", "too_many_redirects"),
 }
-# Words each counted hostile page must have, by the contract's decoding rule: the HTTP
+# Words each counted hostile page must have, by the documented decoding rule: the HTTP
 # charset, else <meta charset>, else UTF-8 with replacement characters (which are not
 # letters, so they split words: latin-1 "caf\xe9" is counted as "caf").
 WORDS = {

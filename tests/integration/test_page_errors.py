@@ -1,4 +1,4 @@
-"""Each way a page can fail ends it with the contract's error code, and nothing else fails.
+"""Each way a page can fail ends it with its documented error code, and nothing else fails.
 
 One job crawls every path of the fixture site at once: the failed pages must not fail
 the job's other pages, and the job is `done` because some pages were counted.

@@ -161,7 +161,7 @@ def remote_env(
     return {
         **worker_login,  # CELERY_BROKER_URL and DATABASE_URL
         # Not needed on a real second machine: the test's demo site listens on 127.0.0.1,
-        # a loopback address that the safety defaults refuse (contract, section 7).
+        # a loopback address that the safety defaults refuse (README, "What is guaranteed").
         "WORDCRAWL_ALLOWED_HOSTS": f"127.0.0.1:{demo_site.server_address[1]}",
         # What any login gives a process.
         "PATH": f"{remote_venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",

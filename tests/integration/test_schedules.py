@@ -1,10 +1,10 @@
-"""Schedules (contract, section 8) against real Redis, PostgreSQL, workers and beats.
+"""Schedules (README, "Schedules") against real Redis, PostgreSQL, workers and beats.
 
 A submission with a "schedule" answers 201 and starts no job; a tick (the start_due_runs
 task, run by a real worker) starts one run per due period, an ordinary job that crawls;
 two `wordcrawl beat` processes at once still start exactly one run per period; the diff
 of two runs gives the words that changed most; the web pages make, show, pause, resume
-and delete schedules. Bad input answers the contract's error body and changes nothing.
+and delete schedules. Bad input answers the API's error body and changes nothing.
 """
 
 from __future__ import annotations

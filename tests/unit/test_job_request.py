@@ -1,4 +1,4 @@
-"""Checking a job submission (contract sections 2 and 4; job_manager/job_requests.py)."""
+"""Checking a job submission (README, "The HTTP API"; job_manager/job_requests.py)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Settings from the environment (contract sections 1 and 7; job_tasks/settings.py)."""
+"""Settings from the environment (README, "Configuration"; job_tasks/settings.py)."""
 
 import re
 import ssl

@@ -1,4 +1,5 @@
-"""Word rules 1 and 2 of the contract: from a page's bytes to the text that is counted."""
+"""Word rules 1 and 2 (README, "How words are counted"): from a page's bytes to the text
+that is counted."""
 
 import pytest
 
@@ -247,7 +248,7 @@ def test_base_without_href_is_ignored():
     assert parse_html('<base target="_blank"><p>x</p>', PAGE_URL).base_url == PAGE_URL
 
 
-# Decoding as browsers do where the contract's rule 1 leaves room.
+# Decoding as browsers do where word rule 1 leaves room.
 
 
 def test_byte_order_mark_decides_when_http_names_no_charset():
