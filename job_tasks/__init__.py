@@ -18,7 +18,7 @@ __all__ = ["app"]
 def __getattr__(name: str) -> Any:
     # `job_tasks.app` (what `celery -A job_tasks` finds) is made on first use, not when the
     # package is imported: the command line reads job_tasks.settings for every command,
-    # and building the Celery app first cost each one 0.6 s.
+    # and most commands need no Celery app, whose building takes a noticeable while.
     if name == "app":
         from .celery_app import app
 

@@ -31,9 +31,9 @@ fast slow the a an and of to in is it that for on with as was at by this from or
 VOCABULARY = tuple(_VOCABULARY_TEXT.split())
 NAV_WORDS = {"home": "home", "parent": "up", "next": "next", "child": "child"}
 ROBOTS_TXT = "User-agent: *\nDisallow: /private/\n"
-# Pages rendered once, when the server starts, and then served from memory (16 KB each):
-# a benchmark's site shares the CPUs with the crawl it measures, and rendering a page
-# (2,000 random words, escaped) costs about 1 ms. Pages past this many render per request.
+# Pages rendered once, when the server starts, and then served from memory: a benchmark's
+# site shares the CPUs with the crawl it measures, and rendering a page (2,000 random
+# words, escaped) is not free. Pages past this many render per request.
 PRERENDERED_PAGES = 20_000
 
 

@@ -36,7 +36,7 @@ class WordTokenizer(RegexpTokenizer):
     NLTK (3.10) runs a tokenizer's pattern with the `regex` engine under a wall-clock
     timeout, a guard against caller-supplied patterns that backtrack without end. This
     pattern cannot: each repetition must begin with its own ' or -. The same engine
-    without the timeout splits a 16 KB page in a third of the time (0.4 ms, not 1.4 ms).
+    without the timeout splits a page in much less time (README, "Speed").
     """
 
     def __init__(self) -> None:

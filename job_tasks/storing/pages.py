@@ -25,7 +25,7 @@ many, and travel in one message each (`task_ids_for`, tasks.enqueue_pages).
 The statements run on a connection of the engine (SQLAlchemy Core), not through the ORM: a
 worker writes two transactions per page (or per group of pages sent together: one claims
 them all, one stores them all), and an ORM session's bookkeeping of objects nobody reads
-back cost a third of the time they take. The statements a worker runs for every page are
+back would cost more than the statements themselves. The statements a worker runs for every page are
 built once (below); finishing counted pages takes two of them (lock their job, end them
 and store their words; then read where the job's pages stand), each round trip and each
 commit costing PostgreSQL CPU that the crawl shares (README, "Speed").
@@ -75,7 +75,7 @@ class NewPage(NamedTuple):
 # their words and counts as space-separated strings, with the page of each word in a third,
 # split into arrays and unnested into rows by PostgreSQL (a list of rows would be sent as
 # one INSERT per word; Python lists, quoted word by word as array literals, cost the
-# worker five times the CPU). A word never holds a space (reading/words.py). `ended` lists the
+# worker several times the CPU). A word never holds a space (reading/words.py). `ended` lists the
 # pages this statement ended: a page that had ended already (a task delivered twice), or
 # that another run has claimed since, is not in it, and its words are not written (they
 # are only ever written with the `done` status, so they cannot conflict).
@@ -163,8 +163,8 @@ RETRY_PAGE = text(
 
 
 # The statements a worker runs for every page are built once, here, with named parameters
-# (bindparam) filled in at each run. Building a statement is Python work (0.6 ms for the
-# claim below, more than PostgreSQL takes to run it); a statement built once is also
+# (bindparam) filled in at each run. Building a statement is Python work (for the claim
+# below, more than PostgreSQL takes to run it); a statement built once is also
 # compiled to SQL once, and SQLAlchemy reuses that SQL from its cache.
 
 # A job starts (queued -> running) with its first claimed page; a running job is not
@@ -561,7 +561,7 @@ def _add_pages(conn: Connection, job: Row, urls: Iterable[str], depth: int) -> N
     fresh = [url for url in candidates if url not in seen]
     if not fresh:
         return  # most links of a page lead to pages found already: no need to count
-    # Counting the job's pages reads all of them (1 ms per 5,000 here), so only now.
+    # Counting the job's pages reads all of them, so only now.
     found = conn.execute(
         select(func.count()).select_from(Page).where(Page.job_id == job.id)
     ).scalar_one()

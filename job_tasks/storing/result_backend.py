@@ -1,10 +1,10 @@
 """Store Celery's task states in PostgreSQL in one statement each: the result backend.
 
-Celery's database backend (`db+postgresql://...`) writes every state a page's task goes
-through (STARTED, PROGRESS, SUCCESS or FAILURE) with three statements in a transaction:
+Celery's database backend (`db+postgresql://...`) writes every state a crawl task goes
+through (STARTED, then SUCCESS, FAILURE or RETRY) with three statements in a transaction:
 it reads the task's row, reads it again locked, then inserts or updates it through the
-ORM. A page has three states, so that was nine statements and three commits per page,
-about a quarter of a worker's CPU (measured with py-spy: README, "Speed").
+ORM: three statements and a commit per state, a large share of a worker's CPU (README,
+"Speed").
 
 This backend stores the same columns in one `INSERT ... ON CONFLICT (task_id) DO UPDATE`
 (PostgreSQL's upsert, atomic without a lock taken by hand). The rule Celery keeps stays:

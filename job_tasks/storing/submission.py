@@ -20,10 +20,10 @@ from .pages import NewPage, pages_per_message, task_ids_for
 
 # The job, its seed URLs and its pages in one statement (one round trip), the first
 # `in_broker` pages released at once (given their Celery task ids, so celery_taskmeta and
-# pages join on them), as store.release_pages does for a job with nothing in the broker
+# pages join on them), as pages.release_pages does for a job with nothing in the broker
 # yet. :task_ids holds those ids; pages past its end get none (NULL) and wait.
-# Through the ORM, with release_pages after it, this took six statements and ~4 ms of
-# CPU per submission, most of POST /api/jobs (README, "Under load").
+# Through the ORM, with release_pages after it, this took six statements and most of the
+# CPU of POST /api/jobs (README, "Under load").
 INSERT_JOB = text(
     """
     WITH job AS (

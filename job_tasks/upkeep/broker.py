@@ -67,7 +67,7 @@ def task_ids_taken_before(app: Celery, seconds: float) -> set[str]:
 
 
 def _list_items(client, key: str, chunk: int = CHUNK) -> Iterator[bytes]:
-    """Read a Redis list a chunk at a time: a 10,000-message queue is 15 MB in one reply.
+    """Read a Redis list a chunk at a time: a long queue is megabytes in one reply.
 
     Kombu adds messages at the list's head and workers take them from its tail. A message
     added meanwhile moves the others one place further, so one may be read twice (the ids

@@ -6,7 +6,7 @@ latency of POST /api/jobs (p50, p95, p99, max), the answers by status, and wheth
 was lost. Latency runs from the moment a request was due, so time spent waiting for a free
 sender counts too (no "coordinated omission"). The sender is plain http.client with one
 kept-alive connection per thread: on one machine the load generator shares the CPUs with
-the manager, and `requests` took ~1.8 ms of CPU per request against http.client's ~0.5.
+the manager, and `requests` takes several times http.client's CPU per request.
 
 A 5xx answer or an accepted job that never ends is a failure (exit status 1); 429 answers
 are the manager's rate limit doing its job (raise WORDCRAWL_SUBMISSIONS_PER_MINUTE on the

@@ -502,7 +502,7 @@ def _demo_site(site: DemoSite, log_path: Path) -> Iterator[tuple[str, int]]:
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
     try:
-        # It renders its pages before it opens its port: about 1 ms each.
+        # It renders its pages before it opens its port: allow time per page.
         startup = 15 + site.pages / 500
         _wait(lambda: port_open(port), startup, "the demo site did not start", process)
         yield f"http://127.0.0.1:{port}/", process.pid
