@@ -1,7 +1,7 @@
 """Dead letters for people: list failed pages with their history, and queue them again.
 
 What the API (`GET /api/failures`, `POST /api/jobs/<id>/retry`, `GET /api/jobs/<id>/attempts`)
-and the web page `/failures` share. The queuing itself is job_tasks.dead_letters.
+and the web page `/failures` share. The queuing itself is job_tasks.storing.dead_letters.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def census() -> Census:
 def web_sessionmaker(database_url: str, statement_timeout_ms: int) -> sessionmaker[Session]:
     """Return sessions on an engine of the web side, one per process and database.
 
-    Its own engine, not the workers' (job_tasks.db): every statement it runs ends within
+    Its own engine, not the workers' (job_tasks.storing.db): every statement it runs ends within
     WORDCRAWL_STATEMENT_TIMEOUT_MS, so a slow query or a lock held elsewhere answers 503
     instead of holding one of the manager's few threads for good.
     """

@@ -75,7 +75,7 @@ def _integer(data: dict, name: str, default: int, low: int, high: int) -> int:
 
 
 def submit_job(sessions: sessionmaker[Session], job: JobRequest, settings: Settings) -> uuid.UUID:
-    """Record a job and send its first pages (job_tasks.submission); return the job id.
+    """Record a job and send its first pages (job_tasks.storing.submission); return the job id.
 
     If the broker cannot take the tasks, the job is removed again and ApiError(503) is
     raised: a job is accepted only when its work is on its way.

@@ -1,4 +1,4 @@
-"""Connect to PostgreSQL and create the tables: the database end of the flow.
+"""Connect to PostgreSQL, and make or drop a database: the database end of the flow.
 
 One SQLAlchemy engine per process and database URL, and the database itself made or
 dropped. The tables are schema.py's business (`wordcrawl init-db`).

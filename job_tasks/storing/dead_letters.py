@@ -1,7 +1,7 @@
 """Queue failed pages again (dead letters, README "Dead letters"), keeping their history.
 
 A page that ended `failed` after its retries is a dead letter: it stays in `pages` with its
-error, and every failed attempt it made is in `page_attempts` (store.record_attempt). A
+error, and every failed attempt it made is in `page_attempts` (pages.record_attempt). A
 person can send such pages again, one by one or all of a job's at once. They go back to
 `queued` without a task id, exactly like pages waiting for their job's turn (fair sharing,
 pages.py), with their `attempts` kept; a job that had ended is open again; and

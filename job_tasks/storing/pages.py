@@ -20,7 +20,7 @@ that ends releases the next of its job (`release_pages`), under the same job loc
 1,000-page crawl holds a few places in the queue, and a one-page job submitted during it
 waits behind those few, not behind the whole crawl. With several pages per task
 (WORDCRAWL_PAGES_PER_TASK), the pages released together share one task id in runs of that
-many, and travel in one message each (`task_ids_for`, tasks.enqueue_pages).
+many, and travel in one message each (`task_ids_for`, sending.enqueue_pages).
 
 The statements run on a connection of the engine (SQLAlchemy Core), not through the ORM: a
 worker writes two transactions per page (or per group of pages sent together: one claims
@@ -535,7 +535,7 @@ def pages_per_message(in_broker: int) -> int:
 
 def task_ids_for(count: int, per_task: int) -> list[str]:
     """Task ids for `count` pages about to be sent, in order: each run of `per_task` pages
-    shares one id, and travels in one message (tasks.enqueue_pages)."""
+    shares one id, and travels in one message (sending.enqueue_pages)."""
     ids = [str(uuid.uuid4()) for _ in range(-(-count // per_task))]
     return [ids[n // per_task] for n in range(count)]
 

@@ -377,7 +377,7 @@ def _create_database(database_url: str) -> None:
 
 
 def _dispose_shared_engine(database_url: str) -> None:
-    """Close this process's pooled connections (job_tasks.db's and Celery's backend)."""
+    """Close this process's pooled connections (job_tasks.storing.db's and Celery's backend)."""
     import job_tasks
     from job_tasks.storing import db as job_db
 
