@@ -2,6 +2,7 @@
 #
 #   make up      install what running needs into .venv, then start the whole stack
 #   make test    install the test tools too, then run ruff and every test
+#   make test-fast   ruff, the unit tests and the quick integration tests (under a minute)
 #
 # Everything goes into the project's own virtual environment (.venv); nothing is installed
 # for the whole system except, when run as root on Debian/Ubuntu, the two tools the tests
@@ -16,7 +17,7 @@ BIN    := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 TEST_STAMP    := $(VENV)/.installed-test
 
-.PHONY: install install-runtime up test lint format system-deps clean
+.PHONY: install install-runtime up test test-fast lint format system-deps clean
 
 # Everything, for development (what `make test` installs).
 install: $(TEST_STAMP)
@@ -43,6 +44,16 @@ up: install-runtime
 
 test: install system-deps lint
 	$(BIN)/python -m pytest
+
+# The tests marked `slow` (whole stacks, faults, benchmarks, the browser, notebooks,
+# hostile sites, the remote worker, load, fuzzing) are left out: `make test` runs them.
+# Test modules marked slow as a whole are not even imported: their imports cost seconds.
+SLOW_MODULES = $(shell grep -l '^pytestmark.*mark\.slow' tests/integration/test_*.py)
+
+test-fast: install lint
+	$(BIN)/python -m pytest -m "not slow" $(addprefix --ignore=,$(SLOW_MODULES)) --durations=5
+	@echo "Left out: the slow tests. Run everything with \`make test\`, or only them with"
+	@echo "  $(BIN)/python -m pytest -m slow"
 
 lint: install
 	$(BIN)/ruff check .

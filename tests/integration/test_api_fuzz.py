@@ -39,6 +39,8 @@ from hypothesis import (
 from hypothesis import strategies as st
 from urllib3.util import parse_url
 
+pytestmark = pytest.mark.slow  # fuzzes the API with Hypothesis
+
 # The documented limits (README, "The HTTP API"), written down again, not imported.
 MAX_URLS, MAX_URL_LENGTH, MAX_DEPTH, MAX_PAGES = 100, 2048, 3, 1000
 JOB_FIELDS = {"urls", "depth", "max_pages"}  # "schedule" too: test_schedules.py checks it

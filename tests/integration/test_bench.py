@@ -8,11 +8,14 @@ import re
 import subprocess
 import sys
 
+import pytest
 from matplotlib import image
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from job_tasks.settings import sqlalchemy_url
+
+pytestmark = pytest.mark.slow  # runs `wordcrawl bench`
 
 FIELDS = {
     "workers",

@@ -19,6 +19,8 @@ import pytest
 import requests
 from processes import node_name, wait_for
 
+pytestmark = pytest.mark.slow  # drives Chromium
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = [

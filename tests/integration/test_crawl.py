@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from conftest import PER_HOST_CONCURRENCY, as_owner, submit_job, wait_for_job
 from processes import wait_for
 
@@ -98,6 +99,7 @@ def test_links_of_a_cancelled_crawl_are_not_followed(client, workers, fixture_si
     assert fixture_site.hits["/delay"] - fetched_before <= started - 1
 
 
+@pytest.mark.slow
 def test_requests_to_one_host_are_limited_across_all_workers(crawl, fixture_site):
     # Requests other tests left behind (a worker may give up before the site answers).
     wait_for(lambda: fixture_site.in_flight == 0, 10, "the fixture site is still busy")
@@ -110,6 +112,7 @@ def test_requests_to_one_host_are_limited_across_all_workers(crawl, fixture_site
     assert 2 <= fixture_site.most_in_flight <= PER_HOST_CONCURRENCY
 
 
+@pytest.mark.slow
 def test_jobs_whose_last_pages_end_together_each_end_once(client, workers, fixture_site, sql):
     # Each job's two pages take as long and run side by side, so its last two pages
     # often end at the same moment on two workers: the job must still end, exactly done.

@@ -21,6 +21,8 @@ from fixture_site import OK_COUNTS
 from processes import wait_for
 from test_web import submit_from_the_form
 
+pytestmark = pytest.mark.slow  # crawls failing pages and retries them
+
 
 def flaky_url(site, fail: int, ms: int = 0) -> str:
     """A fixture URL that fails (503) `fail` times, then answers the OK page after `ms`."""

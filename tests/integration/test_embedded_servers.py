@@ -33,6 +33,8 @@ from wordcrawl.local.embedded import EmbeddedRedis
 from wordcrawl.local.postgres_user import SYSTEM_USER
 from wordcrawl.local.probes import free_port
 
+pytestmark = pytest.mark.slow  # starts embedded Redis and PostgreSQL
+
 ROOT = os.geteuid() == 0
 CHECKOUT = Path(__file__).resolve().parents[2]
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from conftest import submit_job, wait_for_job
 from processes import wait_for
 
 from job_tasks.settings import Settings
+
+pytestmark = pytest.mark.slow  # runs a big crawl
 
 IN_BROKER = Settings.job_pages_in_broker
 

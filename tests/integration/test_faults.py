@@ -33,6 +33,8 @@ from processes import node_name, wait_for
 from wordcrawl.demo_site import DemoServer, DemoSite
 from wordcrawl.local.services import EmbeddedPostgres, EmbeddedRedis, free_port, redis_answers
 
+pytestmark = pytest.mark.slow  # kills, pauses and restarts workers and servers
+
 RECONCILE_SECONDS = 2
 # How much later than 2 x the reconcile period plus the page's own time a killed worker's
 # pages may end here: processes starting their next page on a busy machine of 2 cores.

@@ -50,6 +50,7 @@ def test_health_and_activity_count_the_workers_in_the_census(client, workers, se
     assert ghost not in online(client)
 
 
+@pytest.mark.slow
 def test_a_worker_that_starts_is_seen_and_one_that_stops_is_forgotten(
     client, workers, worker_env, tmp_path_factory: pytest.TempPathFactory
 ):
@@ -108,6 +109,7 @@ def test_a_statement_past_its_timeout_answers_503_not_a_hung_thread(services, lo
     assert "took too long" in page(web).select_one("#error-message").get_text()
 
 
+@pytest.mark.slow
 def test_the_manager_answers_every_read_under_load_while_a_crawl_runs(
     manager_url, client, fixture_site
 ):

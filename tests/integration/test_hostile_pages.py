@@ -17,6 +17,8 @@ from conftest import submit_job, wait_for_job
 from fixture_site import MAX_BYTES
 from processes import node_name
 
+pytestmark = pytest.mark.slow  # waits out pages that drip, stall or flood
+
 PAGE_TIMEOUT_MS = 5_000  # WORDCRAWL_PAGE_TIMEOUT of the test workers
 QUICK_MS = 3_000  # a limit reached long before the deadline (loopback, small bodies)
 LATE_MS = 1_500  # how much past the deadline a cut page may take to be stored

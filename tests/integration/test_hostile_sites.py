@@ -25,6 +25,8 @@ from hostile_site import REPEATED, HostileSite, distinct_word
 from isolated import Stack, new_database_url, running_stack
 from processes import wait_for
 
+pytestmark = pytest.mark.slow  # waits out hostile servers
+
 LATE_S = 1.5  # how much past the deadline a cut page may take to be stored (busy machine)
 OWN_PAGE_TIMEOUT = 3  # seconds, WORDCRAWL_PAGE_TIMEOUT of this module's own stacks
 

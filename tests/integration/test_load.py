@@ -6,6 +6,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # puts the manager under load
+
 
 def test_load_benchmark_prints_figures_and_loses_no_job(manager_url, fixture_site):
     env = {**os.environ, "WORDCRAWL_API_URL": manager_url}

@@ -21,6 +21,8 @@ from job_tasks.celeryconfig import HOUSEKEEPING_QUEUE, QUEUES, START_DUE_RUNS
 from job_tasks.upkeep.broker import queue_length
 from job_tasks.upkeep.heartbeat import census_for
 
+pytestmark = pytest.mark.slow  # scrapes /metrics during crawls
+
 Samples = dict[tuple[str, tuple], float]
 
 

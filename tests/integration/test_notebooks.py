@@ -31,6 +31,8 @@ from job_tasks.storing import db as job_db
 from job_tasks.storing.db import drop_database
 from job_tasks.storing.schema import init_db
 
+pytestmark = pytest.mark.slow  # executes the course notebooks
+
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 CELL_TIMEOUT = 120  # seconds per cell
 NOTHING = "Nothing to show yet"

@@ -25,6 +25,8 @@ from job_manager import create_app
 from job_tasks.storing import db as job_db
 from job_tasks.storing.schedule_runs import start_due
 
+pytestmark = pytest.mark.slow  # crawls as several owners and as the instructor
+
 PASSWORD = "teacher-knows-best"
 NOT_THE_PASSWORD = "student-guesses"
 

@@ -28,6 +28,8 @@ from processes import WorkerPool
 
 from job_tasks.settings import get_settings
 
+pytestmark = pytest.mark.slow  # starts workers of its own
+
 PER_TASK = 5
 
 

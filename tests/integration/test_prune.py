@@ -21,6 +21,8 @@ import job_tasks
 from job_tasks.storing import db as job_db
 from job_tasks.storing.prune import PruneReport, prune
 
+pytestmark = pytest.mark.slow  # runs `wordcrawl prune` on crawls of its own
+
 WORDCRAWL = Path(sys.executable).with_name("wordcrawl")
 WORDS_PER_PAGE = 5
 

@@ -10,6 +10,7 @@ import re
 import uuid
 from collections import Counter
 
+import pytest
 import redis
 from conftest import (
     assert_gave_up_on_the_first_page,
@@ -25,6 +26,8 @@ from job_tasks.storing.db import get_engine, get_sessionmaker
 from job_tasks.storing.submission import JobRequest, record_job
 from job_tasks.tasks import crawl_pages
 from job_tasks.upkeep.broker import CHUNK, broker_task_ids
+
+pytestmark = pytest.mark.slow  # waits through the upkeep's periods
 
 
 def test_pages_recorded_but_never_sent_are_found_and_crawled(

@@ -43,7 +43,7 @@ from job_tasks.settings import sqlalchemy_url
 from job_tasks.storing import db as job_db
 from wordcrawl.demo_site import DemoServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # builds a wheel and a second environment
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("job_tasks", "job_worker", "job_manager", "job_viewer", "wordcrawl")

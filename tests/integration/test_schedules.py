@@ -37,7 +37,8 @@ from test_web import form_token, page
 
 from job_tasks.celeryconfig import START_DUE_RUNS
 from job_tasks.storing import db as job_db
-from job_tasks.storing.schedule_runs import start_due, start_due_runs
+from job_tasks.storing.schedule_runs import start_due
+from job_tasks.tasks import start_due_runs
 
 SCHEDULE_FIELDS = {"id", "urls", "depth", "max_pages", "schedule", "paused", "runs_url"}
 TICK_TASK = START_DUE_RUNS
@@ -305,6 +306,7 @@ def ticks_done(workers) -> int:
     return sum(log.count(f"{TICK_TASK}[") for log in logs) // 2  # received, then succeeded
 
 
+@pytest.mark.slow
 def test_two_beats_at_once_start_exactly_one_run_per_period(
     client, sql, execute, workers, worker_env, fixture_site, tmp_path
 ):
@@ -367,6 +369,7 @@ def two_runs(client, sql, execute, workers, fixture_site) -> tuple[dict, str, st
     return schedule, oldest, newest
 
 
+@pytest.mark.slow
 def test_the_diff_gives_the_largest_changes_first(client, two_runs):
     schedule, oldest, newest = two_runs
     diff_url = f"/api/schedules/{schedule['id']}/diff"
@@ -388,6 +391,7 @@ def test_the_diff_gives_the_largest_changes_first(client, two_runs):
     assert client.get(f"{diff_url}?from={newest}&to={newest}").get_json() == []
 
 
+@pytest.mark.slow
 def test_the_diff_refuses_jobs_that_are_not_its_runs(client, two_runs):
     schedule, oldest, newest = two_runs
     diff_url = f"/api/schedules/{schedule['id']}/diff"
@@ -476,6 +480,7 @@ def test_a_bad_repeat_is_shown_on_the_form_and_creates_nothing(browser, sql, fie
     assert (sql("SELECT count(*) FROM schedules")[0][0], row_counts(sql)) == before
 
 
+@pytest.mark.slow
 def test_the_schedule_page_shows_runs_and_what_changed(browser, two_runs):
     schedule, oldest, newest = two_runs
 
@@ -517,6 +522,7 @@ def test_a_schedule_closer_than_the_floor_is_refused_saying_the_floor_and_the_ga
     assert create(client, ["http://example.com/"], {"every_minutes": 10})  # the floor itself
 
 
+@pytest.mark.slow
 def test_a_run_due_while_the_previous_one_is_open_is_skipped_and_recorded(
     client, browser, sql, execute, services, workers, fixture_site
 ):

@@ -47,6 +47,8 @@ from job_tasks.storing.db import drop_database
 from wordcrawl.demo_site import DemoSite
 from wordcrawl.local.services import free_port, port_is_free, redis_maxmemory
 
+pytestmark = pytest.mark.slow  # starts whole stacks with `wordcrawl up`
+
 START_TIMEOUT = 180.0  # a first embedded PostgreSQL runs initdb
 STOP_TIMEOUT = 60.0
 SUBMIT_TIMEOUT = 90.0

@@ -27,6 +27,8 @@ from job_viewer import flower_command
 from job_worker import beat_command
 from wordcrawl.local.services import free_port
 
+pytestmark = pytest.mark.slow  # starts Flower
+
 AUTH = ("user", "pass")
 START_TIMEOUT = 60.0
 
