@@ -21,10 +21,7 @@ from .api import jobs as api_jobs
 from .api import schedules as api_schedules
 from .errors import register_error_handlers
 from .extensions import bind_resources, csrf, limiter
-from .web import dead_letters as web_dead_letters
-from .web import login as web_login
-from .web import pages as web_pages
-from .web import schedules as web_schedules
+from .web import dead_letter_pages, job_pages, login, schedule_pages
 
 # No inline scripts or styles, nothing from other sites, no framing by other sites.
 CONTENT_SECURITY_POLICY = (
@@ -60,7 +57,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     for api in (api_jobs, api_schedules, api_dead_letters):
         csrf.exempt(api.bp)  # JSON only (checked there): a cross-site form cannot send it
         app.register_blueprint(api.bp)
-    for web in (web_pages, web_schedules, web_dead_letters, web_login):
+    for web in (job_pages, schedule_pages, dead_letter_pages, login):
         app.register_blueprint(web.bp)
     app.register_blueprint(metrics.bp)
     app.extensions["wordcrawl_metrics"] = metrics.ScrapeCache()

@@ -16,7 +16,7 @@ from .. import dead_letter_requests
 from ..errors import ApiError
 from ..extensions import sessions, settings, submissions_limit
 from ..owners import changeable_jobs, require_job_owner
-from .pages import uuid_or_404
+from .job_pages import uuid_or_404
 
 PAGES_SHOWN = 100
 JOBS_SHOWN = 20

@@ -1,6 +1,6 @@
 """The web pages of schedules: a list, and a page per schedule with its runs.
 
-A schedule is made by the submit form (pages.py) when "repeat" is filled in; its page lists
+A schedule is made by the submit form (job_pages.py) when "repeat" is filled in; its page lists
 its runs (links to their job pages), pauses, resumes or deletes it (CSRF-protected forms,
 like a job's cancel; shown only to the browser that made it and to the instructor), and
 shows the words that rose or fell most between its two newest done runs.

@@ -20,7 +20,7 @@ from ..extensions import sessions, settings, submissions_limit
 from ..job_requests import DEFAULT_MAX_PAGES, cancel_job, parse_job_request, submit_job
 from ..owners import changeable_jobs, client_key, remember, require_job_owner
 from ..schedule_requests import create_schedule
-from .schedules import form_timing
+from .schedule_pages import form_timing
 
 NEWEST_PAGES = 50  # pages a job page lists, the latest news first
 URL_SHOWN = 80  # characters of a bad URL an error repeats (it may be thousands long)
