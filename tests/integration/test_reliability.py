@@ -143,3 +143,34 @@ def test_the_reconciler_sees_every_message_of_a_long_queue(services):
         assert broker_task_ids(app, [queue]) == sent
     finally:
         redis.Redis.from_url(services.broker_url).delete(queue)
+
+
+def test_only_the_run_that_claimed_a_page_last_may_end_it(services, sql):
+    # Two runs of one page, as when a worker's process dies and its message is handed
+    # out again under the same task id: the second claim takes the page over, and the
+    # first run, should it still be going, can neither count it nor fail it, while the
+    # page is still running. Straight against PostgreSQL, with no worker in between.
+    from job_tasks import store
+    from job_tasks.errors import Timeout
+
+    request = JobRequest(["http://example.test/token"], 0, 1)
+    engine = get_engine(services.database_url)
+    job_id, pages = record_job(get_sessionmaker(services.database_url), request, in_broker=16)
+    page_id, task_id = pages[0].id, pages[0].task_id
+    counted = store.CountedPage(200, "t", {"token": 1}, 5)
+
+    [first] = store.claim_pages(engine, [page_id], "w1@test", task_id)
+    [second] = store.claim_pages(engine, [page_id], "w2@test", task_id)
+    assert (first.attempts, second.attempts) == (1, 2)
+
+    assert store.finish_pages(engine, [(first, counted)], in_broker=16)[0] == set()
+    assert store.fail_page(engine, first, Timeout("late"), 5, in_broker=16) is None
+    [row] = sql("SELECT status, worker, attempts FROM pages WHERE id = :id", id=page_id)
+    assert tuple(row) == ("running", "w2@test", 2)  # untouched by the first run
+
+    assert store.finish_pages(engine, [(second, counted)], in_broker=16)[0] == {page_id}
+    rows = sql("SELECT word, count FROM word_counts WHERE page_id = :id", id=page_id)
+    assert [tuple(r) for r in rows] == [("token", 1)]
+    assert sql("SELECT status FROM jobs WHERE id = :id", id=job_id)[0].status == "done"
+    # A message whose page was sent again under another id claims nothing.
+    assert store.claim_pages(engine, [page_id], "w1@test", str(uuid.uuid4())) == []
