@@ -1,11 +1,11 @@
 """Create and migrate the tables: Alembic's migrations, run to the newest by `init_db`.
 
 `wordcrawl init-db` calls `init_db` before any worker starts, so workers never race to
-create tables. The migrations live in
-migrations/versions/, oldest first; the first (0001) is the first release's tables. A
-database that release made has those tables but no `alembic_version`: it is stamped at
-0001, then upgraded like any other. Celery's tables (celery_taskmeta...) are Celery's own
-(`init_db` has Celery's backend make them) and stay out of the migrations.
+create tables. The migrations live in migrations/versions/, oldest first; the first (0001)
+is the first release's tables. A database that release made has those tables but no
+`alembic_version`: it is stamped at 0001, then upgraded like any other. Celery's tables
+(celery_taskmeta...) are Celery's own (`init_db` has Celery's backend make them) and stay
+out of the migrations.
 """
 
 from __future__ import annotations

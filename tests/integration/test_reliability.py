@@ -22,6 +22,8 @@ from processes import wait_for
 from sqlalchemy import text
 
 import job_tasks
+from job_tasks.page_errors import Timeout
+from job_tasks.storing import pages as store
 from job_tasks.storing.db import get_engine, get_sessionmaker
 from job_tasks.storing.submission import JobRequest, record_job
 from job_tasks.tasks import crawl_pages
@@ -150,9 +152,6 @@ def test_only_the_run_that_claimed_a_page_last_may_end_it(services, sql):
     # out again under the same task id: the second claim takes the page over, and the
     # first run, should it still be going, can neither count it nor fail it, while the
     # page is still running. Straight against PostgreSQL, with no worker in between.
-    from job_tasks import store
-    from job_tasks.errors import Timeout
-
     request = JobRequest(["http://example.test/token"], 0, 1)
     engine = get_engine(services.database_url)
     job_id, pages = record_job(get_sessionmaker(services.database_url), request, in_broker=16)
