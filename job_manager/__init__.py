@@ -47,7 +47,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
         RATELIMIT_SWALLOW_ERRORS=True,  # a Redis hiccup must not turn every request into a 500
     )
     app.config.update(config or {})
-    app.json.sort_keys = False  # keep fields in the documented order (README)
+    app.json.sort_keys = False  # keep fields in the documented order (docs/reference.md)
     bind_resources(app, settings)
 
     csrf.init_app(app)

@@ -20,14 +20,14 @@ from job_tasks.urls import BadUrl, normalize_url
 from .errors import ApiError
 
 JOB_FIELDS = ("urls", "depth", "max_pages")
-# "schedule" repeats the job (README, "Schedules"): checked by schedules.parse_timing.
+# "schedule" repeats the job (docs/reference.md, "Schedules"): checked by schedules.parse_timing.
 SUBMISSION_FIELDS = (*JOB_FIELDS, "schedule")
 DEFAULT_DEPTH = 0
 DEFAULT_MAX_PAGES = 100
 
 
 def parse_job_request(data: Any, settings: Settings) -> JobRequest:
-    """Check a submission (README, "The HTTP API"); raise ApiError(400) naming the bad field."""
+    """Check a submission (docs/reference.md, "Jobs"); raise ApiError(400) naming the bad field."""
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
     unknown = sorted(set(data) - set(SUBMISSION_FIELDS))
@@ -59,7 +59,7 @@ def parse_urls(value: Any, settings: Settings, most: int) -> list[str]:
         try:
             urls.append(normalize_url(url, settings.max_url_length))
         except BadUrl as err:
-            field = f"urls[{index}]"  # names the culprit, as the README promises
+            field = f"urls[{index}]"  # names the culprit, as docs/reference.md promises
             raise ApiError(400, "invalid_url", f"{field}: {err}", field) from err
     return list(dict.fromkeys(urls))  # the same page once per job
 

@@ -1,4 +1,5 @@
-"""Who may change a job or a schedule: its owner, or the instructor (README, "The HTTP API").
+"""Who may change a job or a schedule: its owner, or the instructor (docs/reference.md,
+"Owners, tokens and the instructor").
 
 Reading stays open to the whole class; cancelling or retrying a job, and pausing,
 resuming or deleting a schedule, need one of:

@@ -1,4 +1,4 @@
-"""Read jobs, pages and word counts in the shapes of the API (README, "The HTTP API").
+"""Read jobs, pages and word counts in the shapes of the API (docs/reference.md, "The HTTP API").
 
 The reading end of the flow (database → API, web pages, command line). Everything here
 is a plain SELECT; the numbers a notebook computes with SQL are the numbers shown here.

@@ -1,7 +1,7 @@
 """Compare a schedule's runs: which they are, and the words that rose or fell most.
 
 Reading only, for the schedule's API (api/schedules.py) and page (web/schedule_pages.py):
-its runs are ordinary jobs whose schedule_id names it (README, "Schedules").
+its runs are ordinary jobs whose schedule_id names it (docs/reference.md, "Schedules").
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Accept, change and read schedules (README, "Schedules"): what the API and the web share.
+"""Accept, change and read schedules: what the API and the web share (docs/reference.md,
+"Schedules").
 
 A submission with a "schedule" becomes a row of `schedules`, not a job; beat and the
 workers start its runs (job_tasks/storing/schedule_runs.py). Reading a schedule gives its

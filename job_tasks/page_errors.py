@@ -1,4 +1,4 @@
-"""Name every way a page can fail (the error codes of the README), in one place.
+"""Name every way a page can fail (the error codes of docs/reference.md), in one place.
 
 Fetching and extracting raise `PageError` with one of the error codes and a
 sentence a student can read; the task stores both on the page. `transient` marks the

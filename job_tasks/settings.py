@@ -2,7 +2,7 @@
 
 The manager, the workers, Flower's configuration and the command line all receive a
 `Settings` object from here; no other module reads `os.environ` for wordcrawl's own
-variables. Each setting has a safe default and a one-line reason. The README lists them all.
+variables. Each setting has a safe default and a one-line reason. docs/reference.md lists them all.
 """
 
 from __future__ import annotations
@@ -53,13 +53,13 @@ class Settings:
     # flood of scrapes costs one scan of the pages table (0: every scrape reads the tables).
     metrics_cache_seconds: int = 5
 
-    # What a job may ask for (README, "The HTTP API").
+    # What a job may ask for (docs/reference.md, "Jobs").
     max_urls_per_job: int = 100
     max_pages_per_job: int = 1000
     max_depth: int = 3
     max_url_length: int = 2048
 
-    # Safety of fetching (README, "What is guaranteed, and what is refused").
+    # Safety of fetching (docs/reference.md, "Guarantees and refusals").
     allowed_hosts: frozenset[tuple[str, int]] = field(default_factory=frozenset)
     allow_private: bool = False
     user_agent: str = "wordcrawl/0.1 (+https://github.com/wordcrawl/wordcrawl; teaching crawler)"
@@ -77,7 +77,7 @@ class Settings:
     # Workers.
     # prefork: hard time limits, Flower's pool grow/shrink, and it recovers from every fault
     # test. threads hide the network's wait better, several times the pages per second
-    # (README, "Speed"): WORDCRAWL_WORKER_POOL=threads.
+    # (docs/performance.md, "What each setting trades"): WORDCRAWL_WORKER_POOL=threads.
     worker_pool: str = "prefork"
     worker_concurrency: int = 0  # 0: the pool's default (see job_worker.worker_concurrency)
     task_time_limit: int = 120  # seconds; a hard stop for a task that hangs beyond page_timeout
@@ -88,7 +88,7 @@ class Settings:
     # Pages per task message: 1 (one task per page, as Flower shows them) or more, sent
     # together in one `crawl_pages` task that crawls them side by side: one message, one
     # acknowledgement, one set of states and two transactions for several pages
-    # (README, "Speed").
+    # (docs/performance.md, "What each setting trades").
     pages_per_task: int = 1
     # Schedules: how often `wordcrawl beat` asks a worker to start the runs that are due.
     # A run starts at most this late; a tick that finds nothing due is one small query.

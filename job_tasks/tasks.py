@@ -1,12 +1,13 @@
 """The Celery tasks the workers run: `crawl_pages`, and the schedules' `start_due_runs`.
 
 `crawl_pages` crawls the pages whose ids its message carries: one by default (Flower then
-shows one task per page), or WORDCRAWL_PAGES_PER_TASK of them sent together (README,
-"Speed"). It reads like the flow: claim the pages, fetch each page and count its words
-(side by side, each in a thread of its own), store what was counted. Each step is a plain
-function in its own module; this file only wires them to Celery (states, retries, time
-limits) and to the worker's resources (fetching/resources.py). sending.py names the
-tasks and sends them; `start_due_runs` starts the schedules' due runs (storing/schedule_runs.py).
+shows one task per page), or WORDCRAWL_PAGES_PER_TASK of them sent together
+(docs/performance.md, "What each setting trades"). It reads like the flow: claim the pages,
+fetch each page and count its words (side by side, each in a thread of its own), store what
+was counted. Each step is a plain function in its own module; this file only wires them to
+Celery (states, retries, time limits) and to the worker's resources (fetching/resources.py).
+sending.py names the tasks and sends them; `start_due_runs` starts the schedules' due runs
+(storing/schedule_runs.py).
 """
 
 from __future__ import annotations

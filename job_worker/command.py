@@ -9,7 +9,8 @@ from job_tasks.settings import Settings
 
 # Tasks at once per worker when WORDCRAWL_WORKER_CONCURRENCY is 0. A page waits for its
 # site far longer than it takes CPU, so one process keeps many pages in flight; more
-# threads than this only contend for the process's lock (README, "Speed").
+# threads than this only contend for the process's lock (docs/performance.md, "What each
+# setting trades").
 DEFAULT_CONCURRENCY = {"threads": 16}
 CELERY = (sys.executable, "-m", "celery", "-A", "job_tasks")  # this project's Celery app
 

@@ -73,7 +73,7 @@ class DemoSite:
         return ["demo", "page", *(text for _, text in self.links(n)), *body]
 
     def expected_counts(self, n: int) -> Counter[str]:
-        """Return the word counts of page n by the word rules (README, "How words are counted")."""
+        """Return the word counts of page n by the word rules (docs/how-it-works.md)."""
         return Counter(self.visible_words(n))
 
     def render(self, n: int) -> str:

@@ -19,7 +19,7 @@ from ..errors import ApiError
 
 def require_json_body() -> None:
     """Take bodies only as application/json (which also keeps cross-site forms out)."""
-    # Only application/json (README, "The HTTP API"): a form on another site cannot send it,
+    # Only application/json (docs/reference.md, "Errors"): a form on another site cannot send it,
     # so the API needs no CSRF token. (Werkzeug's is_json would also take "+json" types.)
     if request.method in ("POST", "PUT", "PATCH") and request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")

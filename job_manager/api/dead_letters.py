@@ -1,4 +1,5 @@
-"""The dead-letter API (README, "Dead letters"): failed pages, their history, and retries.
+"""The dead-letter API: failed pages, their history, and retries (docs/reference.md,
+"Dead letters").
 
 `GET /api/failures` lists the pages that ended failed, across jobs; `POST
 /api/jobs/<id>/retry` queues a job's failed pages again; `GET /api/jobs/<id>/attempts`

@@ -1,4 +1,4 @@
-"""The JSON API (README, "The HTTP API"): how programs submit jobs and read their results.
+"""The JSON API (docs/reference.md, "Jobs"): how programs submit jobs and read their results.
 
 Every view is thin: check the input, call job_requests.py or queries.py, return JSON.
 Reading is open to everyone; changing a job needs its owner (owners.py).
@@ -51,7 +51,7 @@ def create_job() -> tuple[Response, int]:
     job = parse_job_request(data, settings())
     token, token_hash = new_token()  # shown once, here; the row keeps only its hash
     job = replace(job, owner_token_hash=token_hash)
-    if "schedule" in data:  # repeat it (README, "Schedules"): a schedule, not one job
+    if "schedule" in data:  # repeat it (docs/reference.md, "Schedules"): a schedule, not one job
         timing = parse_timing(data["schedule"], settings().min_schedule_minutes)
         schedule = create_schedule(sessions(), job, timing, client_key(), settings())
         return jsonify({**schedule, "token": token}), 201

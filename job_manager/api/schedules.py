@@ -1,4 +1,5 @@
-"""The JSON API of schedules (README, "Schedules"): list, read, pause, delete, compare runs.
+"""The JSON API of schedules: list, read, pause, delete, compare runs (docs/reference.md,
+"Schedules").
 
 A schedule is created by `POST /api/jobs` with a "schedule" (jobs.py); its runs are
 ordinary jobs. Every view is thin: check the input, call schedule_requests.py or queries.py.

@@ -1,4 +1,5 @@
-"""The dead-letter web page (README, "Dead letters"): failed pages across jobs, and retries.
+"""The dead-letter web page: failed pages across jobs, and retries (docs/operations.md,
+"Dead letters").
 
 `/failures` lists the pages that ended failed, newest first, with their error, attempts
 and history, and the jobs that have some; each has a "retry" button (a CSRF-protected

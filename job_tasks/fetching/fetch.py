@@ -1,8 +1,8 @@
 """Get a page's bytes safely: the first step a worker takes for every page.
 
 One `requests` session per worker thread, with the address guard mounted as its transport
-and a cookie policy that refuses every cookie. Every fetching limit of the README's
-guarantees is enforced here: robots.txt, timeouts (per read, and one deadline for the
+and a cookie policy that refuses every cookie. Every fetching limit of docs/reference.md
+is enforced here: robots.txt, timeouts (per read, and one deadline for the
 whole page, robots.txt and redirects included, kept by deadline.py even against a server
 that drips bytes), the response size read as a stream (after decompression, so gzip bombs
 stop too), the number of redirects, and the content type. Each failure becomes a

@@ -1,4 +1,4 @@
-"""Keep crawls off private networks: the address guard (README, safety defaults).
+"""Keep crawls off private networks: the address guard (docs/reference.md, "What is refused").
 
 A URL from a student could name the database, a cloud metadata service or a printer on the
 lab network. So the guard judges the *address* a host name resolves to, at the moment a

@@ -1,10 +1,11 @@
 """Turn a page's bytes into the text that is counted: the second step for every page.
 
-Word rules 1 and 2 (README): decode by the HTTP charset, else the document's
-<meta charset>, else UTF-8 with replacement characters; count only the visible text of
-HTML (not head, script, style, noscript, template, svg, math), joining text nodes with a
-single space; keep the <title> as the page title, its spaces collapsed and cut to 200
-characters (a title is shown in lists; a longer one would only fill the database).
+Word rules 1 and 2 (docs/how-it-works.md, "How words are counted"): decode by the HTTP
+charset, else the document's <meta charset>, else UTF-8 with replacement characters; count
+only the visible text of HTML (not head, script, style, noscript, template, svg, math),
+joining text nodes with a single space; keep the <title> as the page title, its spaces
+collapsed and cut to 200 characters (a title is shown in lists; a longer one would only fill
+the database).
 """
 
 from __future__ import annotations

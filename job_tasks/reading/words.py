@@ -1,12 +1,12 @@
 """Turn text into word counts: the third step for every page, pure and without I/O.
 
-The word rules of the README: NFC-normalise, turn U+2019 into an apostrophe, split with
-an NLTK tokenizer into runs of letters or digits that may hold single apostrophes or
-hyphens between two such characters, case-fold, and drop tokens without a letter (2024)
-or longer than 64 characters (no language has such words; a page of them would only fill
-the database). NLTK's English stopwords are stored like any word; readers choose to leave
-them out. A page's words are all counted, but only its most frequent are stored
-(`most_frequent`), so that one page cannot fill the database.
+The word rules (docs/how-it-works.md, "How words are counted"): NFC-normalise, turn U+2019
+into an apostrophe, split with an NLTK tokenizer into runs of letters or digits that may
+hold single apostrophes or hyphens between two such characters, case-fold, and drop tokens
+without a letter (2024) or longer than 64 characters (no language has such words; a page of
+them would only fill the database). NLTK's English stopwords are stored like any word;
+readers choose to leave them out. A page's words are all counted, but only its most frequent
+are stored (`most_frequent`), so that one page cannot fill the database.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class WordTokenizer(RegexpTokenizer):
     NLTK (3.10) runs a tokenizer's pattern with the `regex` engine under a wall-clock
     timeout, a guard against caller-supplied patterns that backtrack without end. This
     pattern cannot: each repetition must begin with its own ' or -. The same engine
-    without the timeout splits a page in much less time (README, "Speed").
+    without the timeout splits a page in much less time (docs/performance.md, "Today's figures").
     """
 
     def __init__(self) -> None:
@@ -52,7 +52,7 @@ SHIPPED_NLTK_DATA = Path(__file__).parent / "nltk_data"
 
 
 def tokenize(text: str) -> list[str]:
-    """Split text into words, case-folded, by the word rules (README)."""
+    """Split text into words, case-folded, by the word rules (docs/how-it-works.md)."""
     words = (token.casefold() for token in _tokens(text) if _has_letter(token))
     return [word for word in words if len(word) <= MAX_WORD_LENGTH]
 

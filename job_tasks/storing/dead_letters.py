@@ -1,4 +1,5 @@
-"""Queue failed pages again (dead letters, README "Dead letters"), keeping their history.
+"""Queue failed pages again, keeping their history (docs/how-it-works.md, "Retries and dead
+letters").
 
 A page that ended `failed` after its retries is a dead letter: it stays in `pages` with its
 error, and every failed attempt it made is in `page_attempts` (pages.record_attempt). A

@@ -1,4 +1,4 @@
-"""Describe wordcrawl's own tables (README, "Reading the results with SQL") with SQLAlchemy.
+"""Describe wordcrawl's own tables (docs/reference.md, "Tables") with SQLAlchemy.
 
 The manager writes `jobs`, `job_urls` and the first `pages`; workers move pages through
 their states and write `word_counts`; notebooks and the API read them all. Celery's own
@@ -69,7 +69,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # The schedule this job is a run of (README, "Schedules"); null for a job submitted once.
+    # The schedule this job is a run of (docs/reference.md, "Schedules"); null for a job
+    # submitted once.
     # A plain column, no foreign key: a run is kept, with this id, when its schedule is
     # deleted, so its history can still be grouped.
     schedule_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
@@ -176,8 +177,9 @@ class Page(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     elapsed_ms: Mapped[int | None] = mapped_column(Integer)
-    # How many times a worker has started this page (README, "Dead letters"): a page whose
-    # task keeps coming back (a crash, a lost message) is ended instead of looping forever.
+    # How many times a worker has started this page (docs/how-it-works.md, "Retries and dead
+    # letters"): a page whose task keeps coming back (a crash, a lost message) is ended
+    # instead of looping forever.
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
@@ -185,7 +187,7 @@ ATTEMPT_OUTCOMES = ("retried", "failed")  # Celery tried the page again later / 
 
 
 class PageAttempt(Base):
-    """One start of a page that did not count it (README, "Dead letters").
+    """One start of a page that did not count it (docs/how-it-works.md, "Retries and dead letters").
 
     Written only when an attempt fails (`pages.record_attempt`), never for a counted page,
     so the history of a page queued again by hand survives its new attempts. A start whose

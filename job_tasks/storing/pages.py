@@ -8,8 +8,8 @@ page whose worker seems dead is sent again while that worker may only be paused:
   of one page at most one writes, and a run that was overtaken writes nothing;
 - its words go in the same transaction as its `done` status, so a reader never sees half
   a page, and the word rows cannot be written twice.
-A counted page's links become new pages of its job (README, "How a crawl goes") in that
-same transaction, while the job's row is locked: the unique (job_id, url) row decides
+A counted page's links become new pages of its job (docs/how-it-works.md, "How a crawl
+goes") in that same transaction, while the job's row is locked: the unique (job_id, url) row decides
 whether a URL is new, and the lock makes the count against max_pages exact. The same lock
 makes ending the job exact: when two workers finish the last two pages at once, exactly
 one of them sees no page left and ends the job.
@@ -28,7 +28,7 @@ them all, one stores them all), and an ORM session's bookkeeping of objects nobo
 back would cost more than the statements themselves. The statements a worker runs for every page are
 built once (below); finishing counted pages takes two of them (lock their job, end them
 and store their words; then read where the job's pages stand), each round trip and each
-commit costing PostgreSQL CPU that the crawl shares (README, "Speed").
+commit costing PostgreSQL CPU that the crawl shares (docs/performance.md, "What limits the speed").
 """
 
 from __future__ import annotations

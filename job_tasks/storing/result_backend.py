@@ -3,8 +3,8 @@
 Celery's database backend (`db+postgresql://...`) writes every state a crawl task goes
 through (STARTED, then SUCCESS, FAILURE or RETRY) with three statements in a transaction:
 it reads the task's row, reads it again locked, then inserts or updates it through the
-ORM: three statements and a commit per state, a large share of a worker's CPU (README,
-"Speed").
+ORM: three statements and a commit per state, a large share of a worker's CPU (docs/performance.md,
+"Today's figures").
 
 This backend stores the same columns in one `INSERT ... ON CONFLICT (task_id) DO UPDATE`
 (PostgreSQL's upsert, atomic without a lock taken by hand). The rule Celery keeps stays:

@@ -23,7 +23,7 @@ from .pages import NewPage, pages_per_message, task_ids_for
 # pages join on them), as pages.release_pages does for a job with nothing in the broker
 # yet. :task_ids holds those ids; pages past its end get none (NULL) and wait.
 # Through the ORM, with release_pages after it, this took six statements and most of the
-# CPU of POST /api/jobs (README, "Under load").
+# CPU of POST /api/jobs (docs/performance.md, "Today's figures").
 INSERT_JOB = text(
     """
     WITH job AS (

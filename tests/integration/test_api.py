@@ -1,4 +1,4 @@
-"""The JSON API (README, "The HTTP API") as a program using it sees it.
+"""The JSON API (docs/reference.md, "The HTTP API") as a program using it sees it.
 
 Bad input of every kind gets its status (400, 404, 405, 413, 415, 429) and the body
 {"error": {"code", "message", "field"}}, and creates no row; good calls answer in the

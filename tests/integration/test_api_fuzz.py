@@ -7,8 +7,8 @@ client, with the test session's real PostgreSQL and Redis). Whatever comes in:
 - the answer is never a 5xx;
 - a 4xx carries the API's error body {"error": {"code", "message", "field"}}, and a
   refused submission creates no row;
-- a submission is accepted (202) only when an oracle written here from the README's rules, not
-  from the code, says it is valid; and a submission built valid is accepted.
+- a submission is accepted (202) only when an oracle written here from the rules of
+  docs/reference.md, not from the code, says it is valid; and a submission built valid is accepted.
 
 Accepted jobs are cancelled at once. Every URL that could be accepted names a loopback
 address the workers refuse (127.0.0.2 and up, localhost, [::1]): if a worker takes one of
@@ -41,11 +41,11 @@ from urllib3.util import parse_url
 
 pytestmark = pytest.mark.slow  # fuzzes the API with Hypothesis
 
-# The documented limits (README, "The HTTP API"), written down again, not imported.
+# The documented limits (docs/reference.md, "The HTTP API"), written down again, not imported.
 MAX_URLS, MAX_URL_LENGTH, MAX_DEPTH, MAX_PAGES = 100, 2048, 3, 1000
 JOB_FIELDS = {"urls", "depth", "max_pages"}  # "schedule" too: test_schedules.py checks it
 PAGE_STATUSES = {"queued", "running", "done", "failed", "skipped"}
-MAX_REQUEST_BYTES = 256 * 1024  # the default of WORDCRAWL_MAX_REQUEST_BYTES (README)
+MAX_REQUEST_BYTES = 256 * 1024  # the default of WORDCRAWL_MAX_REQUEST_BYTES (docs/reference.md)
 SAFE_HOSTS = ["127.0.0.2", "127.0.0.9", "127.1.2.3", "localhost", "LocalHost", "[::1]"]
 FUZZ = settings(
     max_examples=150,

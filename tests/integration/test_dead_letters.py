@@ -1,4 +1,5 @@
-"""Dead letters (README, "Dead letters"): failed pages are listed, retried, and keep their history.
+"""Dead letters: failed pages are listed, retried, and keep their history (docs/reference.md,
+"Dead letters").
 
 Real workers crawl the fixture site's /flaky path, which answers 503 the first N times it is
 asked for a key and then the OK page: a page that failed there is a dead letter that a

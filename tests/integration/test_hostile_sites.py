@@ -1,4 +1,4 @@
-"""A hostile site costs nobody else: each of its tricks ends as the README promises.
+"""A hostile site costs nobody else: each of its tricks ends as docs/reference.md promises.
 
 The site (hostile_site.py) drips a TLS handshake and an HTTP status line for ever, floods
 cookies, serves pages built to fill the database, and a robots.txt a first-match parser

@@ -1,4 +1,5 @@
-"""Owners and the instructor: who may cancel, retry, pause and delete (README, "The HTTP API").
+"""Owners and the instructor: who may cancel, retry, pause and delete (docs/reference.md,
+"Owners, tokens and the instructor").
 
 Every write endpoint, API and web, answers 403 `forbidden` to anyone but the owner and
 changes nothing; the owner is whoever shows the token POST /api/jobs answered, or the

@@ -1,4 +1,5 @@
-"""Schedules (README, "Schedules") against real Redis, PostgreSQL, workers and beats.
+"""Schedules (docs/reference.md, "Schedules") against real Redis, PostgreSQL, workers and
+beats.
 
 A submission with a "schedule" answers 201 and starts no job; a tick (the start_due_runs
 task, run by a real worker) starts one run per due period, an ordinary job that crawls;

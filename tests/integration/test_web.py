@@ -1,4 +1,4 @@
-"""The web pages (README, "The HTTP API" and "What is guaranteed") as a browser gets them.
+"""The web pages (docs/reference.md, "The web pages") as a browser gets them.
 
 The form carries a CSRF token and a post without it changes nothing; a job's page shows
 its status, progress and pages; what was crawled (a hostile <title>) is shown escaped;

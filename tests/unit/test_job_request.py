@@ -1,4 +1,4 @@
-"""Checking a job submission (README, "The HTTP API"; job_manager/job_requests.py)."""
+"""Checking a job submission (docs/reference.md, "Jobs"; job_manager/job_requests.py)."""
 
 import pytest
 

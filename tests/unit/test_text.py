@@ -1,5 +1,5 @@
-"""Word rules 1 and 2 (README, "How words are counted"): from a page's bytes to the text
-that is counted."""
+"""Word rules 1 and 2 (docs/how-it-works.md, "How words are counted"): from a page's bytes
+to the text that is counted."""
 
 import pytest
 

@@ -1,4 +1,5 @@
-"""Word rules 3 to 5 (README): how text becomes counted words (job_tasks/reading/words.py)."""
+"""Word rules 3 to 5 (docs/how-it-works.md, "How words are counted"): how text becomes
+counted words (job_tasks/reading/words.py)."""
 
 from collections import Counter
 

@@ -405,7 +405,7 @@ def _unbounded_note(broker_url: str) -> str:
         return ""
     return (
         "                (this Redis has no maxmemory: once full, it takes no more tasks; "
-        'README, "The two commands")\n'
+        "see docs/operations.md)\n"
     )
 
 
