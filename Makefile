@@ -17,7 +17,7 @@ BIN    := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 TEST_STAMP    := $(VENV)/.installed-test
 
-.PHONY: install install-runtime up test test-fast lint format system-deps clean
+.PHONY: install install-runtime up test test-fast notebooks lint format system-deps clean
 
 # Everything, for development (what `make test` installs).
 install: $(TEST_STAMP)
@@ -54,6 +54,13 @@ test-fast: install lint
 	$(BIN)/python -m pytest -m "not slow" $(addprefix --ignore=,$(SLOW_MODULES)) --durations=5
 	@echo "Left out: the slow tests. Run everything with \`make test\`, or only them with"
 	@echo "  $(BIN)/python -m pytest -m slow"
+
+# The course notebooks, executed on a fresh crawl of the demo site by the tests' own
+# services (workers, sites, a database of their own) and stored with their outputs, so
+# students can read them before running them.
+notebooks: install
+	WORDCRAWL_WRITE_NOTEBOOKS=1 $(BIN)/python -m pytest tests/integration/test_notebooks.py \
+		-k committed -p no:randomly -q
 
 lint: install
 	$(BIN)/ruff check .

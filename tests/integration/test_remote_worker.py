@@ -1,11 +1,11 @@
 """A worker on another machine needs the package and two variables, and no file of ours.
 
-The test plays that other machine (README, "Workers on other machines"): a new virtual
+The test plays that other machine (docs/operations.md, "Workers on other machines"): a new virtual
 environment in a folder of its own, wordcrawl installed into it from a wheel built from the
 source, and `wordcrawl worker` started from an empty folder with an environment that holds
 CELERY_BROKER_URL and DATABASE_URL and little else. The two URLs log in as a Redis user and
-a PostgreSQL role made from the README's own commands, so they hold no more rights than
-the README gives workers. The worker must take part in a crawl that the manager of this
+a PostgreSQL role made from the docs' own commands, so they hold no more rights than
+the docs give workers. The worker must take part in a crawl that the manager of this
 test session started, and store what it counted.
 
 Nothing is downloaded: the wheel is built without build isolation (setuptools comes with
@@ -101,9 +101,9 @@ def remote_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
-def readme_section(title: str) -> str:
-    """Return the text of one `## ` section of the README."""
-    readme = (REPO / "README.md").read_text()
+def operations_section(title: str) -> str:
+    """Return the text of one `## ` section of docs/operations.md."""
+    readme = (REPO / "docs" / "operations.md").read_text()
     start = readme.index(f"\n## {title}\n")
     end = readme.find("\n## ", start + 1)
     return readme[start:end]
@@ -118,9 +118,9 @@ def with_login(url: str, user: str, password: str) -> str:
 
 @pytest.fixture(scope="module")
 def worker_login(services: Services) -> Iterator[dict[str, str]]:
-    """A Redis user and a PostgreSQL role with the rights the README gives workers, made
+    """A Redis user and a PostgreSQL role with the rights docs/operations.md gives workers, made
     with its commands; the broker and database URLs that log in as them."""
-    section = readme_section("Workers on other machines")
+    section = operations_section("Workers on other machines")
     # Both servers may be shared with other test sessions: names of our own.
     name = f"wordcrawl_worker_{uuid.uuid4().hex[:8]}"
     password = uuid.uuid4().hex
@@ -161,7 +161,7 @@ def remote_env(
     return {
         **worker_login,  # CELERY_BROKER_URL and DATABASE_URL
         # Not needed on a real second machine: the test's demo site listens on 127.0.0.1,
-        # a loopback address that the safety defaults refuse (README, "What is guaranteed").
+        # a loopback address that the safety defaults refuse (docs/reference.md, "What is refused").
         "WORDCRAWL_ALLOWED_HOSTS": f"127.0.0.1:{demo_site.server_address[1]}",
         # What any login gives a process.
         "PATH": f"{remote_venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
@@ -318,6 +318,6 @@ def test_a_worker_with_two_variables_takes_part_in_a_crawl(
         worker=REMOTE,
     )
     assert recorded == len(pages)
-    # The README's rights were enough for all it did.
+    # The docs' rights were enough for all it did.
     log = remote_worker.log.read_text()
     assert "permission denied" not in log and "NOPERM" not in log, log
