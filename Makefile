@@ -59,8 +59,7 @@ test-fast: install lint
 # services (workers, sites, a database of their own) and stored with their outputs, so
 # students can read them before running them.
 notebooks: install
-	WORDCRAWL_WRITE_NOTEBOOKS=1 $(BIN)/python -m pytest tests/integration/test_notebooks.py \
-		-k committed -p no:randomly -q
+	WORDCRAWL_WRITE_NOTEBOOKS=1 $(BIN)/python -m pytest tests/integration/test_notebooks.py -k committed -q
 
 lint: install
 	$(BIN)/ruff check .

@@ -7,13 +7,20 @@ done and failed, both workers, Celery's own result rows), against an empty datab
 every part must say that it has nothing to show instead of raising, and (the scaling
 notebook) against the JSON of `wordcrawl bench`. An error in any cell fails the test. The
 notebooks are read into memory and executed there: the files in the repository are never
-written.
+written, except by `make notebooks`.
+
+The notebooks are committed executed, so that students can read them before running them.
+`make notebooks` (WORDCRAWL_WRITE_NOTEBOOKS=1) runs them on a fresh crawl of the demo site
+and stores their outputs; every run of the suite checks that the stored outputs belong to
+the notebooks' code as it is (a digest of the code cells and of the bench JSON they read).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -26,15 +33,20 @@ from nbclient import NotebookClient
 from sqlalchemy.engine import make_url
 
 import job_tasks
-from job_tasks.settings import sqlalchemy_url
+from job_tasks.settings import Settings, sqlalchemy_url
 from job_tasks.storing import db as job_db
 from job_tasks.storing.db import drop_database
 from job_tasks.storing.schema import init_db
 
 pytestmark = pytest.mark.slow  # executes the course notebooks
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS_DIR = ROOT / "notebooks"
 CELL_TIMEOUT = 120  # seconds per cell
+WRITE = os.environ.get("WORDCRAWL_WRITE_NOTEBOOKS") == "1"  # `make notebooks`
+# The committed scaling notebook plots the bench runs kept in docs/ (a path relative to the
+# kernel's working directory, notebooks/, so the output names no machine's folders).
+COMMITTED_BENCH_JSON = "../docs/bench-groups.json"
 NOTHING = "Nothing to show yet"
 # The plots each notebook draws on a real crawl (the scaling notebook's CPU plot needs the
 # JSON of `wordcrawl bench`).
@@ -80,7 +92,7 @@ def empty_database_url(services: Services) -> Iterator[str]:
         drop_database(url)
 
 
-def execute(name: str, database_url: str, **env: str):
+def execute(name: str, database_url: str, record_timing: bool = True, **env: str):
     """Run a notebook top to bottom in a new python3 kernel, in memory; return it run.
 
     The kernel gets this process's environment (which conftest points at the test
@@ -94,6 +106,7 @@ def execute(name: str, database_url: str, **env: str):
         timeout=CELL_TIMEOUT,
         allow_errors=False,  # the first cell that raises fails the test (CellExecutionError)
         resources={"metadata": {"path": str(NOTEBOOKS_DIR)}},  # the kernel's working directory
+        record_timing=record_timing,
     )
     kernel_env = {
         key: value
@@ -147,7 +160,7 @@ def test_the_results_notebook_shows_a_real_crawl(crawled, services):
 
     text = output_text(notebook)
     assert NOTHING not in text
-    assert f"Job: {crawled[2]['id']}" in text  # the newest job with words, by default
+    assert f"Job: {crawled[2]['id'][:8]}" in text  # the newest job with words, by default
     assert "fox" in text  # a word of its /ok page
     assert "http_error" in text and "robots_disallowed" in text  # its 404, the demo's robots
     assert plots(notebook) == PLOTS["01_results_with_sql"]
@@ -220,3 +233,99 @@ def test_a_notebook_says_it_has_nothing_to_show_on_an_empty_database(name, empty
 
     assert NOTHING in output_text(notebook)
     assert plots(notebook) == 0
+
+
+# --- The notebooks as committed: executed, on a crawl of the demo site ------------------
+
+
+def code_digest(notebook) -> str:
+    """A digest of a notebook's code cells: outputs belong to the code that made them."""
+    code = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+    return hashlib.sha256(json.dumps(code).encode()).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def course_crawls(app, workers, demo_site) -> list[dict]:
+    """Crawls of the demo site as a student makes them: two pages, one of them not there (a
+    404); one page alone (exercise 5); then the site to depth 2, the newest job."""
+    client = app.test_client()
+    ids = [
+        submit_job(client, [demo_site.url + "page/3", demo_site.url + "page/999"]),
+        submit_job(client, [demo_site.url + "page/7"]),
+        submit_job(client, [demo_site.url], depth=2),
+    ]
+    jobs = [wait_for_job(client, job_id, timeout=60) for job_id in ids]
+    assert [job["status"] for job in jobs] == ["done"] * 3
+    return jobs
+
+
+def normalise(notebook, replacements: dict[str, str]) -> None:
+    """Write what belongs to this test run as a student's stack shows it: the test
+    database's name as wordcrawl's default database, the demo site's address as `wordcrawl
+    up`'s, this machine's name as `host`. The data itself is the crawl's, untouched."""
+
+    def clean(text: str) -> str:
+        for old, new in replacements.items():
+            text = text.replace(old, new)
+        return text
+
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if output["output_type"] == "stream":
+                output["text"] = clean(output["text"])
+            for key in ("text/plain", "text/html"):
+                if key in output.get("data", {}):
+                    output["data"][key] = clean(output["data"][key])
+
+
+def write_committed_notebooks(request, services) -> None:
+    """Run every notebook on a fresh crawl of the demo site and store it with its outputs."""
+    demo_site = request.getfixturevalue("demo_site")
+    request.getfixturevalue("course_crawls")
+    database = make_url(services.database_url).database
+    replacements = {
+        demo_site.url: "http://127.0.0.1:8001/",
+        f"/{database}": "/wordcrawl",
+        f"@{socket.gethostname()}": "@host",
+    }
+    for name in sorted(PLOTS):
+        env = {}
+        database_url = services.database_url
+        if name == "02_scaling_experiment":
+            env["WORDCRAWL_BENCH_JSON"] = COMMITTED_BENCH_JSON
+            database_url = Settings.database_url  # the bench's JSON needs no database
+        notebook = execute(name, database_url, record_timing=False, **env)
+        normalise(notebook, replacements)
+        notebook.metadata["wordcrawl"] = {"code_sha256": code_digest(notebook)}
+        if env:
+            bench = NOTEBOOKS_DIR / COMMITTED_BENCH_JSON
+            notebook.metadata["wordcrawl"]["bench_json_sha256"] = file_digest(bench)
+        nbformat.write(notebook, NOTEBOOKS_DIR / f"{name}.ipynb")
+
+
+def test_the_committed_notebooks_hold_the_outputs_of_their_code(request, services):
+    """Students read the notebooks before running them: every cell ran, top to bottom, on
+    a crawl, without error, and the code has not changed since (else: `make notebooks`)."""
+    if WRITE:
+        write_committed_notebooks(request, services)
+    for name in sorted(PLOTS):
+        notebook = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
+        stamp = notebook.metadata.get("wordcrawl", {})
+        assert stamp.get("code_sha256") == code_digest(notebook), (
+            f"{name}: its code changed since its outputs were made: run `make notebooks`"
+        )
+        if "bench_json_sha256" in stamp:
+            bench = NOTEBOOKS_DIR / COMMITTED_BENCH_JSON
+            assert stamp["bench_json_sha256"] == file_digest(bench), (
+                f"{name}: {COMMITTED_BENCH_JSON} changed: run `make notebooks`"
+            )
+        code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+        assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), name
+        outputs = [output for cell in code for output in cell.outputs]
+        assert not [output for output in outputs if output["output_type"] == "error"], name
+        assert NOTHING not in output_text(notebook), name
+        assert plots(notebook) == (2 if name == "02_scaling_experiment" else PLOTS[name])
