@@ -6,7 +6,9 @@ demo-site page with `wordcrawl submit --wait`, logs in to Flower with the printe
 credentials, and stops it with SIGINT: every process it started must be gone, and every
 port it used free. Once it runs against the machine's Redis and PostgreSQL (in a Redis
 database number and a PostgreSQL database of the test's own, which `up` must create), and
-once where nothing answers, so that it starts its own embedded servers. The first run also
+once where nothing answers, so that it starts its own embedded servers; there, with a
+fresh laptop's defaults, the README's guided run (a depth-3 crawl of the demo site) must
+end as the README says, its numbers read from the README. The first run also
 adds and removes a worker, and kills one with SIGKILL mid-crawl: `up` starts it again under
 its name, and the crawl loses no page and counts none twice.
 """
@@ -53,6 +55,7 @@ START_TIMEOUT = 180.0  # a first embedded PostgreSQL runs initdb
 STOP_TIMEOUT = 60.0
 SUBMIT_TIMEOUT = 90.0
 
+README = Path(__file__).resolve().parents[2] / "README.md"
 BANNER_END = "Press Ctrl-C to stop everything."
 BANNER = {
     "manager": re.compile(r"^\s*web form\s+(http://\S+?)/?$", re.M),
@@ -256,6 +259,52 @@ def run_stack_once(
         "commands": "\n".join(commands),
         "output": up.output,
     }
+
+
+def the_guided_run_ends_as_the_readme_says(banner: dict[str, re.Match]) -> None:
+    """The README's guided run, steps 2 to 5, on the stack `up` started: a depth-3 crawl of
+    its demo site ends as the README says, every number read from the README itself."""
+    readme = README.read_text()
+    low, high = map(int, re.search(r"between (\d+) and (\d+)\s+pages", readme).groups())
+    path, error = re.search(
+        r"all `done` but one: `(/\S+)` ends `failed` with `(\w+)`", readme
+    ).groups()
+    manager_url, demo_url = banner["manager"].group(1), banner["demo"].group(1)
+    flower_url, user, password = banner["flower"].groups()
+
+    response = requests.post(  # as the form sends it: depth 3, the other fields' defaults
+        manager_url + "/api/jobs", json={"urls": [demo_url + "/"], "depth": 3}, timeout=10
+    )
+    assert response.status_code == 202, response.text
+    job_url = f"{manager_url}/api/jobs/{response.json()['id']}"
+
+    def ended() -> dict | None:
+        job = requests.get(job_url, timeout=10).json()
+        return job if job["status"] not in ("queued", "running") else None
+
+    job = wait_for(ended, SUBMIT_TIMEOUT, "the guided run's crawl did not end", 0.5)
+    counts = job["pages"]
+    assert job["status"] == "done", job
+    print(f"the guided run: {counts['total']} pages (the README says {low} to {high})")
+    assert low <= counts["total"] <= high, counts
+    assert (counts["done"], counts["failed"]) == (counts["total"] - 1, 1), counts
+    pages = requests.get(job_url + "/pages", timeout=10).json()
+    assert [(p["url"], p["error"]) for p in pages if p["status"] == "failed"] == [
+        (demo_url + path, error)
+    ]
+    assert {p["depth"] for p in pages} == {0, 1, 2, 3}
+    # Step 3: the worker column names both workers; step 5: Flower lists one crawl_pages
+    # task per page, with the page's URL, and nothing else.
+    assert {p["worker"].split("@")[0] for p in pages} == {"w1", "w2"}
+
+    def listed() -> dict | None:
+        tasks = requests.get(flower_url + "/api/tasks", auth=(user, password), timeout=30).json()
+        return tasks if {p["task_id"] for p in pages} <= set(tasks) else None
+
+    tasks = wait_for(listed, 30, "Flower did not list a task per page", 0.5)
+    assert {task["name"] for task in tasks.values()} == {"job_tasks.tasks.crawl_pages"}
+    for page in pages:
+        assert page["url"] in tasks[page["task_id"]]["args"], tasks[page["task_id"]]
 
 
 def workers_command(env: dict[str, str], cwd: Path, *args: str) -> str:
@@ -485,7 +534,12 @@ def test_up_starts_embedded_servers_when_none_answers():
 
     try:
         started = time.monotonic()
-        lines = run_stack_once(env, private, while_up=passwords_required)
+
+        def while_up(banner: dict[str, re.Match], processes: list[psutil.Process]) -> None:
+            passwords_required(banner, processes)
+            the_guided_run_ends_as_the_readme_says(banner)  # a fresh laptop's defaults
+
+        lines = run_stack_once(env, private, while_up=while_up)
         print(f"wordcrawl up with embedded servers: {time.monotonic() - started:.1f} s")
 
         assert f"127.0.0.1:{redis_port}" in lines["broker"] and "started by" in lines["broker"]
