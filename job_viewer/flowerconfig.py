@@ -18,6 +18,9 @@ max_tasks = 20_000
 enable_events = True
 # Forget workers that have been offline for 10 minutes (scaled-down containers).
 purge_offline_workers = 600
+# The task list shows each task's arguments too: a crawl_pages task's are its pages' ids and
+# URLs, so a student sees which page each task crawled (Flower 2.2's default leaves them out).
+tasks_columns = "name,uuid,state,args,received,runtime,worker"
 
 if not (options.basic_auth or options.auth):
     raise SystemExit(

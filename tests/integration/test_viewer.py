@@ -3,8 +3,9 @@
 Flower runs as a real subprocess with the command `wordcrawl up` uses, on a free port and
 with a database file of its own, so it never meets a Flower a person is running. It must
 ask for a password on its API, show both workers, serve /metrics to Prometheus without one,
-and show which worker ran each task of a crawl; without FLOWER_BASIC_AUTH it must refuse
-to start at all.
+and show which worker ran each task of a crawl, and in a browser list the crawl's tasks (a
+screenshot goes to test-artifacts/); without FLOWER_BASIC_AUTH it must refuse to start at
+all.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from chromium import CHROMIUM, CHROMIUM_ARGS, MISSING, screenshot_path
 from processes import node_name, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -229,6 +231,55 @@ def test_flower_shows_the_crawl_not_the_upkeep(flower, beat, crawl, demo_site, w
     # Nor do the ticks leave rows in celery_taskmeta (notebook 3 reads it).
     kept = sql("SELECT count(*) FROM celery_taskmeta WHERE name = 'job_tasks.tasks.start_due_runs'")
     assert kept[0][0] == 0
+
+
+def test_flowers_task_list_shows_the_crawl_in_a_browser(flower, beat, crawl, demo_site, sql):
+    """What a student sees in Flower's *Tasks* after a crawl (the README's guided run, step
+    5): one crawl_pages task per page, the page's URL beside it, and no housekeeping."""
+    sync_playwright = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright is not installed (make install adds it)"
+    ).sync_playwright
+    if CHROMIUM is None:
+        pytest.skip(MISSING)
+    urls = [demo_site.url + f"page/{n}" for n in (21, 22, 23)]
+    job = crawl(urls)
+    task_ids = {
+        row.task_id for row in sql("SELECT task_id FROM pages WHERE job_id = :j", j=job["id"])
+    }
+    wait_for(
+        lambda: task_ids <= set(flower.get("/api/tasks").json()), 30, "Flower missed the crawl"
+    )
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        context = browser.new_context(
+            http_credentials={"username": AUTH[0], "password": AUTH[1]},
+            viewport={"width": 1600, "height": 900},
+        )
+        page = context.new_page()
+        page.goto(flower.url + "/tasks")
+
+        def rows() -> list[str]:
+            return page.eval_on_selector_all(
+                "#tasks-table tbody tr", "rows => rows.map(row => row.innerText)"
+            )
+
+        wait_for(
+            lambda: all(any(url in row for row in rows()) for url in urls),
+            30,
+            "Flower's task list did not show the crawl's pages",
+            interval=0.5,
+        )
+        page.screenshot(path=str(screenshot_path("flower-tasks")), full_page=True)
+        shown = rows()
+        browser.close()
+
+    for url in urls:  # each page is a task of its own, by name, with its state
+        (row,) = [row for row in shown if url in row]
+        assert crawl_pages.name in row and "SUCCESS" in row, row
+    assert not [row for row in shown if "start_due_runs" in row]  # beat ticked meanwhile
 
 
 def test_flower_refuses_to_start_without_a_password(services, tmp_path):
