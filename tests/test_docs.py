@@ -394,7 +394,8 @@ def texts_students_read() -> Iterator[tuple[str, str]]:
 
 
 def test_no_doc_cites_a_text_the_repository_does_not_have():
-    pattern = re.compile(r"contract|Issue [0-9]")
+    # Written [t] and [u], so that the same grep over the code does not find this line.
+    pattern = re.compile(r"con[t]ract|Iss[u]e [0-9]")
     found = [
         f"{name}: {match.group(0)}"
         for name, text in texts_students_read()
