@@ -410,9 +410,11 @@ CITATION = re.compile(r'(README|docs/[\w-]+\.md)[,:]? +"([^"\\]+)')
 
 def cited_headings() -> Iterator[tuple[str, str, str]]:
     """(file, document, heading) for every `(docs/x.md, "Heading")` in the code."""
+    tops = [path for path in ROOT.iterdir() if path.name in TOP_LEVEL]  # not .venv
     for pattern in CITED_FILES:
-        for path in ROOT.rglob(pattern):
-            if ".venv" in path.parts or path.name == "test_docs.py":
+        found = [p for top in tops for p in ([top] if top.is_file() else top.rglob("*"))]
+        for path in found:
+            if not path.match(pattern) or not path.is_file() or path.name == "test_docs.py":
                 continue
             for document, heading in CITATION.findall(path.read_text(errors="replace")):
                 # A heading cited across two lines of a comment or docstring: one line.
