@@ -42,11 +42,14 @@ class CpuMeter:
         self.process = psutil.Process(pid or os.getpid())
         self.cpus = psutil.cpu_count() or 1
         self.host = socket.gethostname()
-        self._last = (time.monotonic(), tree_cpu_seconds(self.process))
+        # The first reading covers the time since the process started: a share over a
+        # few milliseconds would say little (one busy moment of a starting pool reads 500%).
+        age = max(0.0, time.time() - self.process.create_time())
+        self._last = (time.monotonic() - age, 0.0)
         psutil.cpu_percent(interval=None)  # starts the machine's count; the next call answers
 
     def read(self) -> dict[str, Any]:
-        """Return the shares since the last reading (the first: since the meter was made)."""
+        """Return the shares since the last reading (the first: since the process started)."""
         now, used = time.monotonic(), tree_cpu_seconds(self.process)
         then, used_then = self._last
         self._last = (now, used)
