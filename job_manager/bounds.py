@@ -31,14 +31,20 @@ RULES: list[tuple[str, str]] = [
     (
         "network",
         f"The workers wait on the network when their CPUs are less than "
-        f"{NETWORK_CPU_PERCENT}% busy while {FULL_SLOTS_PERCENT}% or more of their page slots "
-        f"hold a page: more workers (or more pages in flight) go faster.",
+        f"{NETWORK_CPU_PERCENT}% busy while pages wait in the queue (or {FULL_SLOTS_PERCENT}% "
+        f"or more of their page slots hold a page): more workers (or more pages in flight) "
+        f"go faster.",
     ),
     (
         "keeping_up",
         "The workers keep up when no page waits in the queue: more workers would only wait.",
     ),
-    ("none", "Otherwise no bound stands out: the CPUs have room and page slots are free."),
+    (
+        "between",
+        f"Otherwise the workers are in between: pages wait and the CPUs are busy, not full "
+        f"({NETWORK_CPU_PERCENT}% to {CPU_BOUND_PERCENT}%), so one more worker may still help, "
+        f"a little.",
+    ),
 ]
 
 
@@ -71,20 +77,25 @@ def where_is_the_bound(activity: dict[str, Any], per_host_concurrency: int) -> d
             f"run at once, so more workers will not go faster.",
         )
     cpu_low = machines and all(m["busy_percent"] < NETWORK_CPU_PERCENT for m in machines)
-    if cpu_low and slots and running * 100 >= slots * FULL_SLOTS_PERCENT:
+    full = slots and running * 100 >= slots * FULL_SLOTS_PERCENT
+    if cpu_low and (queue or full):
+        waiting = f"{queue} pages wait in the queue and " if queue else ""
         return _answer(
             "network",
-            f"The workers wait on the network: {running} of their {slots} page slots hold a "
-            f"page while their CPUs are {busiest['busy_percent']:.0f}% busy, so more workers "
-            f"(or more pages in flight) go faster.",
+            f"The workers wait on the network: {waiting}{running} of their {slots} page "
+            f"slots hold a page while their CPUs are {busiest['busy_percent']:.0f}% busy, "
+            f"so more workers (or more pages in flight) go faster.",
         )
     if not queue:
         return _answer(
             "keeping_up",
             "The workers keep up: no page waits in the queue, so more workers would only wait.",
         )
+    cpu = f"{busiest['busy_percent']:.0f}% busy" if busiest else "not measured"
     return _answer(
-        "none", "No bound stands out right now: the CPUs have room and page slots are free."
+        "between",
+        f"In between: {queue} pages wait and the CPUs are {cpu}, not full, so one more "
+        f"worker may still help, a little.",
     )
 
 

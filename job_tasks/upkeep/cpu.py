@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections import deque
 from typing import Any
 
 import psutil
@@ -35,32 +36,53 @@ def tree_cpu_seconds(root: psutil.Process) -> float:
     return total
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """Return the machine's CPU seconds so far: (busy, all), over all its CPUs."""
+    times = psutil.cpu_times()
+    idle = times.idle + getattr(times, "iowait", 0.0)  # waiting for a disk is not work
+    # Linux counts a virtual machine's guest time in `user` and `nice` too (as psutil does).
+    total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+    return total - idle, total
+
+
 class CpuMeter:
-    """The CPU share of this process's tree, and of the machine, since the last reading."""
+    """The CPU share of this process's tree, and of the machine, over the last seconds.
+
+    Each reading covers the last WINDOW_SECONDS (the readings kept that long), not just the
+    time since the previous one: a share over 2 s jumps with every busy moment of the
+    machine, and the dashboard would say a different bound at every refresh.
+    """
+
+    WINDOW_SECONDS = 10.0
 
     def __init__(self, pid: int | None = None) -> None:
         self.process = psutil.Process(pid or os.getpid())
         self.cpus = psutil.cpu_count() or 1
         self.host = socket.gethostname()
-        # The first reading covers the time since the process started: a share over a
-        # few milliseconds would say little (one busy moment of a starting pool reads 500%).
+        # The first reading covers the time since the process started (the machine's: since
+        # it booted): a share over a few milliseconds would say little.
         age = max(0.0, time.time() - self.process.create_time())
-        self._last = (time.monotonic() - age, 0.0)
-        psutil.cpu_percent(interval=None)  # starts the machine's count; the next call answers
+        self._samples: deque[tuple[float, float, float, float]] = deque(
+            [(time.monotonic() - age, 0.0, 0.0, 0.0)]
+        )
 
     def read(self) -> dict[str, Any]:
-        """Return the shares since the last reading (the first: since the process started)."""
-        now, used = time.monotonic(), tree_cpu_seconds(self.process)
-        then, used_then = self._last
-        self._last = (now, used)
-        elapsed = max(now - then, 1e-3)
+        """Return the shares over the last WINDOW_SECONDS (at first: since the start)."""
+        now = (time.monotonic(), tree_cpu_seconds(self.process), *machine_cpu_seconds())
+        while len(self._samples) > 1 and self._samples[1][0] <= now[0] - self.WINDOW_SECONDS:
+            self._samples.popleft()  # the oldest reading kept is the last one past the window
+        then = self._samples[0]
+        self._samples.append(now)
+        elapsed = max(now[0] - then[0], 1e-3)
         # A child that ended unwaited drops out of the sum for a moment: never below 0.
-        percent = max(0.0, (used - used_then) / elapsed * 100)
+        percent = max(0.0, (now[1] - then[1]) / elapsed * 100)
+        busy, total = now[2] - then[2], now[3] - then[3]
         return {
             "host": self.host,
             "cpus": self.cpus,
             "cpu_percent": round(percent, 1),  # of one CPU: 200 is two CPUs kept busy
-            "machine_busy_percent": round(
-                psutil.cpu_percent(interval=None), 1
-            ),  # all CPUs, all processes
+            # The machine as a whole (every process, on all its CPUs): is there room left?
+            "machine_busy_percent": round(max(0.0, min(100.0, busy / total * 100)), 1)
+            if total > 0
+            else 0.0,
         }

@@ -67,7 +67,7 @@ def test_full_slots_with_idle_cpus_wait_on_the_network():
     answer = where_is_the_bound(numbers, PER_HOST)
 
     assert answer["kind"] == "network"
-    assert "2 of their 2 page slots hold a page" in answer["text"]
+    assert "10 pages wait in the queue and 2 of their 2 page slots hold a page" in answer["text"]
     assert answer["text"].endswith("more workers (or more pages in flight) go faster.")
 
 
@@ -94,8 +94,10 @@ def test_more_pages_of_one_site_than_its_limit_wait_on_the_sites_politeness():
         # A worker that ended pages but is gone from the census is not online.
         ({}, {"w1": 3}, 5, "no_workers"),
         ({"w1": report(30, 40, slots=4)}, {"w1": 1}, 0, "keeping_up"),
-        ({"w1": report(70, 75, slots=4)}, {"w1": 4}, 9, "none"),  # busy, not full
-        ({"w1": report(30, 40, slots=8)}, {"w1": 2}, 9, "none"),  # slots free, pages waiting
+        ({"w1": report(70, 75, slots=4)}, {"w1": 4}, 9, "between"),  # busy, not full
+        # Between two pages a slot is free a moment: pages waiting still say "network".
+        ({"w1": report(20, 30, slots=2)}, {"w1": 1}, 9, "network"),
+        ({"w1": report(10, 20, slots=4)}, {"w1": 4}, 0, "network"),  # full, nothing waits
     ],
 )
 def test_the_other_rules(reports, running, queue, expected):

@@ -44,9 +44,11 @@ def test_a_pool_process_that_ended_still_counts():
     assert tree_cpu_seconds(me) >= before + 0.25
 
 
-def test_an_idle_worker_reads_near_zero():
+def test_a_reading_covers_the_last_window_only():
     meter = CpuMeter()
-    meter.read()  # the first reading covers the time since this process started
+    meter.WINDOW_SECONDS = 0.2
+    meter.read()  # the first reading covers the time since this process started (busy)
     time.sleep(0.3)  # the span measured, not a wait for something to happen
 
+    # The busy start is out of the window: only the idle 0.3 s count.
     assert meter.read()["cpu_percent"] < 50
