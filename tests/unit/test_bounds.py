@@ -54,7 +54,7 @@ def test_workers_whose_cpus_add_up_to_the_machine_are_cpu_bound():
 
     assert answer["kind"] == "cpu"
     assert answer["text"] == (
-        "The CPU is the bound: the 2 CPUs of lab1 are 97% busy, "
+        "The CPU is the bound: the 2 CPUs of lab1 are 97% busy, 94% by its workers, "
         "so more workers on this machine will not go faster."
     )
 
@@ -94,7 +94,7 @@ def test_more_pages_of_one_site_than_its_limit_wait_on_the_sites_politeness():
         # A worker that ended pages but is gone from the census is not online.
         ({}, {"w1": 3}, 5, "no_workers"),
         ({"w1": report(30, 40, slots=4)}, {"w1": 1}, 0, "keeping_up"),
-        ({"w1": report(70, 75, slots=4)}, {"w1": 4}, 9, "between"),  # busy, not full
+        ({"w1": report(150, 80, slots=4)}, {"w1": 4}, 9, "between"),  # busy, not full
         # Between two pages a slot is free a moment: pages waiting still say "network".
         ({"w1": report(20, 30, slots=2)}, {"w1": 1}, 9, "network"),
         ({"w1": report(10, 20, slots=4)}, {"w1": 4}, 0, "network"),  # full, nothing waits
@@ -107,6 +107,15 @@ def test_the_other_rules(reports, running, queue, expected):
 def test_a_machine_busy_with_other_processes_is_cpu_bound_too():
     # PostgreSQL and the manager share the machine: the machine's own reading counts.
     assert kind(activity({"w1": report(60, 90), "w2": report(55, 90)}, {"w1": 4, "w2": 4})) == "cpu"
+
+
+def test_workers_that_wait_on_a_machine_busy_with_other_work_still_wait_on_the_network():
+    # Another program keeps the CPUs busy; the workers use 3% each and pages wait for them.
+    numbers = activity(
+        {"w1": report(3, 98, slots=1), "w2": report(3, 98, slots=1)}, {"w1": 1, "w2": 1}
+    )
+
+    assert kind(numbers) == "network"
 
 
 def test_every_answer_is_one_of_the_rules_the_page_explains():
