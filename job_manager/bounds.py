@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-CPU_BOUND_PERCENT = 85  # a machine this busy has no CPU left for one more worker...
-WORKERS_CPU_PERCENT = 50  # ...when its workers use this share of it or more
+# A machine this busy has no CPU left for one more worker, when its workers use at least
+# WORKERS_CPU_PERCENT of it (on a machine that runs the whole stack, PostgreSQL, Redis,
+# Flower and the manager take much of the rest).
+CPU_BOUND_PERCENT = 85
+WORKERS_CPU_PERCENT = 40
 FULL_SLOTS_PERCENT = 75  # this share of the page slots holding a page: the workers are full
 
 # (kind, the rule in one sentence), in the order they are tried.
