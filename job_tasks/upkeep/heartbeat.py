@@ -8,7 +8,7 @@ long page, a full pool) still reports on time; a worker killed or paused stops r
 and the census forgets it after WORDCRAWL_RECONCILE_SECONDS.
 
 Each report also says how many pages the worker can run at once and how much CPU its
-processes used since the last report (cpu.py): the dashboard's figures of each worker.
+processes used over the last seconds (cpu.py): the dashboard's figures of each worker.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ class Heartbeat(bootsteps.StartStopStep):
 
 
 def page_slots(concurrency: int, settings: Settings) -> int:
-    """Return how many pages a worker can run at once: a page per slot of every task."""
+    """Return how many pages a worker can run at once: as many tasks as its concurrency,
+    each carrying up to WORDCRAWL_PAGES_PER_TASK pages."""
     return concurrency * settings.pages_per_task
 
 
