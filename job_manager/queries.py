@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -146,58 +146,3 @@ def word_pages(session: Session, word: str, limit: int) -> dict[str, Any]:
     )
     pages = [{"job_id": str(job_id), "url": url, "count": count} for job_id, url, count in rows]
     return {"word": word, "total": int(total), "pages": pages}
-
-
-def activity(session: Session, minutes: int, bucket_seconds: int) -> dict[str, Any]:
-    """What all workers did in the last minutes: the dashboard's numbers.
-
-    Pages ended per bucket of time (a page per second curve), each worker's pages ended
-    in that time and running now, and the newest pages ended, with their worker.
-    """
-    since = func.now() - timedelta(minutes=minutes)
-    ended = Page.status.in_(("done", "failed"))
-    epoch = func.extract("epoch", Page.finished_at)
-    bucket = (func.floor(epoch / bucket_seconds) * bucket_seconds).label("bucket")
-    curve = session.execute(
-        select(bucket, func.count()).where(Page.finished_at > since, ended).group_by(bucket)
-    ).all()
-    done = session.execute(
-        select(Page.worker, func.count())
-        .where(Page.finished_at > since, ended, Page.worker.is_not(None))
-        .group_by(Page.worker)
-    ).all()
-    running = session.execute(
-        select(Page.worker, func.count())
-        .where(Page.status == "running", Page.worker.is_not(None))
-        .group_by(Page.worker)
-    ).all()
-    newest = session.execute(
-        select(Page.job_id, Page.url, Page.status, Page.worker, Page.elapsed_ms, Page.finished_at)
-        .where(Page.finished_at > since, ended)
-        .order_by(Page.finished_at.desc(), Page.id.desc())
-        .limit(20)
-    ).all()
-    workers: dict[str, dict[str, int]] = defaultdict(lambda: {"done": 0, "running": 0})
-    for name, count in done:
-        workers[name]["done"] = count
-    for name, count in running:
-        workers[name]["running"] = count
-    return {
-        "bucket_seconds": bucket_seconds,
-        "pages_ended": [
-            {"at": datetime.fromtimestamp(float(at), UTC).isoformat(), "pages": n}
-            for at, n in sorted(curve)
-        ],
-        "workers": dict(workers),
-        "newest_pages": [
-            {
-                "job_id": str(row.job_id),
-                "url": row.url,
-                "status": row.status,
-                "worker": row.worker,
-                "elapsed_ms": row.elapsed_ms,
-                "finished_at": iso(row.finished_at),
-            }
-            for row in newest
-        ],
-    }

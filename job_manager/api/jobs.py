@@ -19,7 +19,8 @@ from job_tasks.reading.words import tokenize
 from job_tasks.storing.models import PAGE_STATUSES
 from job_tasks.upkeep.broker import queue_length
 
-from .. import queries
+from .. import activity, queries
+from ..bounds import where_is_the_bound
 from ..errors import ApiError
 from ..extensions import census, sessions, settings, submissions_limit
 from ..job_requests import cancel_job, parse_job_request, submit_job
@@ -124,21 +125,19 @@ def get_word(word: str) -> Response:
 
 @bp.get("/activity")
 def get_activity() -> Response:
-    """What the workers are doing: pages per second, queue, workers, newest pages."""
+    """What the workers are doing: pages per second, queue, workers, and where the bound is."""
     minutes = number_arg("minutes", 5, 60)
     with sessions()() as session:
-        report = queries.activity(session, minutes, ACTIVITY_BUCKET_SECONDS)
+        report = activity.page_activity(session, minutes, ACTIVITY_BUCKET_SECONDS)
     report["minutes"] = minutes
     try:
         report["queue_length"] = queue_length(celery_app, list(celery_app.amqp.queues))
-        online = set(census().alive())
+        reports = census().alive()
     except (redis.RedisError, OSError, KombuOperationalError):  # the broker is away
-        report["queue_length"], online = None, set()
-    workers = report.pop("workers")
-    report["workers"] = [
-        {"name": name, "online": name in online, **workers.get(name, {"done": 0, "running": 0})}
-        for name in sorted(online | set(workers))
-    ]
+        report["queue_length"], reports = None, {}
+    report["workers"] = activity.worker_rows(report["workers"], reports)
+    report["machines"] = activity.machines(reports)
+    report["bound"] = where_is_the_bound(report, settings().per_host_concurrency)
     return jsonify(report)
 
 

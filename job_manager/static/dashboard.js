@@ -55,20 +55,60 @@
     );
   }
 
+  function percent(value) {
+    return value === null || value === undefined ? "" : Math.round(value) + "%";
+  }
+
+  function seconds(value) {
+    return value === null || value === undefined ? "–" : value.toFixed(1) + " s";
+  }
+
+  function workerRow(w) {
+    const slots = w.page_slots === null || w.page_slots === undefined ? "" : " / " + w.page_slots;
+    return row("workers", [
+      w.name,
+      w.online ? "yes" : "no",
+      w.host,
+      percent(w.cpu_percent),
+      percent(w.cpu_machine_percent),
+      w.running + slots,
+      w.pages_per_second.toFixed(1),
+      w.done,
+    ]);
+  }
+
+  function machineRow(m) {
+    return row("machines", [
+      m.host,
+      m.cpus,
+      percent(m.busy_percent),
+      percent(m.workers_cpu_percent),
+      m.workers.join(", "),
+    ]);
+  }
+
   function show(activity) {
     const points = series(activity);
     // The last bucket is still filling: "now" is the one before it.
     document.getElementById("rate").textContent = (points[points.length - 2] || 0).toFixed(1);
     document.getElementById("queue").textContent =
       activity.queue_length === null ? "broker away" : activity.queue_length;
+    const wait = activity.queue_wait;
+    document.getElementById("wait").textContent =
+      seconds(wait.p50_seconds) + " / " + seconds(wait.p95_seconds);
+    const bound = document.getElementById("bound");
+    bound.textContent = activity.bound.text;
+    bound.dataset.kind = activity.bound.kind;
+    document.querySelectorAll("#bound-rules li").forEach(function (li) {
+      li.classList.toggle("current", li.dataset.kind === activity.bound.kind);
+    });
     document.getElementById("online").textContent = activity.workers.filter(function (w) {
       return w.online;
     }).length;
     drawChart(points);
-    document.querySelector("#workers tbody").replaceChildren(
-      ...activity.workers.map(function (w) {
-        return row("workers", [w.name, w.online ? "yes" : "no", w.done, w.running]);
-      })
+    document.querySelector("#workers tbody").replaceChildren(...activity.workers.map(workerRow));
+    document.querySelector("#machines tbody").replaceChildren(
+      ...activity.machines.map(machineRow)
     );
     document.querySelector("#newest tbody").replaceChildren(
       ...activity.newest_pages.map(function (p) {

@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response
 from job_tasks.urls import BadUrl, normalize_url
 
 from .. import queries
+from ..bounds import RULES
 from ..errors import ApiError
 from ..extensions import sessions, settings, submissions_limit
 from ..job_requests import DEFAULT_MAX_PAGES, cancel_job, parse_job_request, submit_job
@@ -60,7 +61,7 @@ def submit() -> Response | tuple[str, int]:
 @bp.get("/dashboard")
 def dashboard() -> str:
     """All workers at a glance; static/dashboard.js fills it from /api/activity."""
-    return render_template("dashboard.html")
+    return render_template("dashboard.html", bound_rules=RULES)
 
 
 @bp.get("/jobs/<job_id>")

@@ -6,6 +6,9 @@ once its last tasks have ended.
 The thread only talks to Redis, never to the worker's event loop, so a busy worker (a
 long page, a full pool) still reports on time; a worker killed or paused stops reporting,
 and the census forgets it after WORDCRAWL_RECONCILE_SECONDS.
+
+Each report also says how many pages the worker can run at once and how much CPU its
+processes used over the last seconds (cpu.py): the dashboard's figures of each worker.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import threading
 import time
 from typing import Any
 
+import psutil
 import redis
 from celery import bootsteps
 from celery.concurrency import get_implementation
@@ -23,6 +27,7 @@ from celery.signals import worker_shutdown
 
 from ..settings import Settings, get_settings
 from .census import Census
+from .cpu import CpuMeter
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,7 @@ class Heartbeat(bootsteps.StartStopStep):
         self.thread: threading.Thread | None = None
         self.node = ""
         self.facts: dict[str, Any] = {}
+        self.cpu: CpuMeter | None = None
 
     def start(self, worker) -> None:
         self.node = worker.hostname
@@ -55,9 +61,11 @@ class Heartbeat(bootsteps.StartStopStep):
             "pid": os.getpid(),
             "pool": _pool_name(worker),
             "concurrency": worker.concurrency,
+            "page_slots": page_slots(worker.concurrency, self.settings),
             "queues": sorted(worker.app.amqp.queues.consume_from),
             "started_at": time.time(),
         }
+        self.cpu = CpuMeter()
         self.thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
         self.thread.start()
         # Leave the census once the worker's tasks have ended (worker_shutdown comes after
@@ -79,10 +87,23 @@ class Heartbeat(bootsteps.StartStopStep):
         period = heartbeat_seconds(self.settings)
         while not self.stopped.is_set():
             try:
-                self.census.report(self.node, self.facts)
+                self.census.report(self.node, {**self.facts, **self._cpu()})
             except redis.RedisError:  # the broker is away: the next beat tries again
                 log.warning("could not report to the census", exc_info=True)
             self.stopped.wait(period)
+
+    def _cpu(self) -> dict[str, Any]:
+        try:
+            return self.cpu.read() if self.cpu else {}
+        except psutil.Error:  # the report goes without its CPU figures, not without the worker
+            log.warning("could not read the worker's CPU time", exc_info=True)
+            return {}
+
+
+def page_slots(concurrency: int, settings: Settings) -> int:
+    """Return how many pages a worker can run at once: as many tasks as its concurrency,
+    each carrying up to WORDCRAWL_PAGES_PER_TASK pages."""
+    return concurrency * settings.pages_per_task
 
 
 def _pool_name(worker) -> str:

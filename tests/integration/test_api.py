@@ -8,10 +8,12 @@ documented shapes; DELETE cancels a running job without fetching the pages it sk
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from dataclasses import replace
 from datetime import datetime
 
+import psutil
 import pytest
 import redis
 from conftest import as_owner, row_counts, submit_job, wait_for_job
@@ -19,6 +21,7 @@ from fixture_site import OK_COUNTS
 from processes import node_name, wait_for
 
 from job_manager import create_app
+from job_manager.bounds import RULES
 
 # A seed that must never be fetched: loopback, and not among the hosts the workers allow.
 SEED = "http://127.0.0.1:9/never-fetched"
@@ -469,3 +472,53 @@ def test_activity_shows_pages_per_second_workers_and_the_queue(crawl, client, fi
     assert sum(w["done"] for w in activity["workers"]) >= 4
     newest = activity["newest_pages"][0]
     assert newest.keys() == {"job_id", "url", "status", "worker", "elapsed_ms", "finished_at"}
+
+
+def test_activity_shows_each_workers_cpu_pages_in_flight_and_the_queues_wait(
+    client, workers, fixture_site
+):
+    tag = uuid.uuid4().hex[:8]
+    job_id = submit_job(
+        client, [fixture_site.url(f"/delay?ms=300&flight={tag}&n={n}") for n in range(12)]
+    )
+    ours = {node_name("w1"), node_name("w2")}
+
+    def in_flight() -> dict | None:
+        activity = client.get("/api/activity").get_json()
+        rows = [w for w in activity["workers"] if w["name"] in ours]
+        return activity if any(w["running"] > 0 for w in rows) else None
+
+    during = wait_for(in_flight, 30, "no page was ever seen running")
+    assert wait_for_job(client, job_id, timeout=60)["status"] == "done"
+    after = client.get("/api/activity").get_json()
+
+    for activity in (during, after):
+        rows = {w["name"]: w for w in activity["workers"] if w["name"] in ours}
+        assert rows.keys() == ours
+        for w in rows.values():
+            assert w["online"] and w["host"] == socket.gethostname()
+            assert w["cpus"] == psutil.cpu_count()
+            assert w["page_slots"] >= 2  # WORDCRAWL_WORKER_CONCURRENCY=2, pages per task >= 1
+            assert w["running"] >= 0
+            # Its main and pool processes: at most all the machine's CPUs (and some slack
+            # for two readings that do not cover quite the same span).
+            assert 0 <= w["cpu_percent"] <= 110 * w["cpus"]
+            assert w["cpu_machine_percent"] == pytest.approx(w["cpu_percent"] / w["cpus"], abs=0.1)
+        machine = next(m for m in activity["machines"] if m["host"] == socket.gethostname())
+        assert ours <= set(machine["workers"])
+        assert 0 <= machine["busy_percent"] <= 100
+        assert activity["bound"]["kind"] in {kind for kind, _ in RULES}
+        assert activity["bound"]["text"]
+    assert set(during["busiest_site"]) == {"site", "running"}
+    assert during["busiest_site"]["running"] >= 1
+
+    # All 12 pages ended moments ago: they count in the recent pages per second, and each
+    # waited in the queue a while (12 pages for a few slots at 300 ms each), never long.
+    recent = [
+        w["pages_per_second"] * after["queue_wait"]["window_seconds"] for w in after["workers"]
+    ]
+    assert sum(recent) >= 12 - 0.5
+    wait = after["queue_wait"]
+    assert wait["pages"] >= 12 and wait["window_seconds"] == 30
+    assert 0 <= wait["p50_seconds"] <= wait["p95_seconds"] < 30
+    assert wait["p95_seconds"] > 0  # not every page found a free slot at once

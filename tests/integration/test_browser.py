@@ -12,6 +12,7 @@ installs when it may); Playwright's own browser download is not needed.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -164,17 +165,31 @@ def test_the_dashboard_shows_a_worker_joining_and_the_pages_it_counts(
     page.goto(manager_url + "/dashboard")
     page.evaluate("window.notReloaded = true")
 
-    def online_workers() -> set[str]:
+    def worker_rows() -> dict[str, dict[str, str]]:
+        heads = page.eval_on_selector_all("#workers thead th", "ths => ths.map(h => h.textContent)")
         cells = page.eval_on_selector_all(
-            "#workers tbody tr",
-            "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])",
+            "#workers tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
         )
-        return {name for name, online in cells if online == "yes"}
+        return {row[0]: dict(zip(heads, row, strict=True)) for row in cells}
+
+    def online_workers() -> set[str]:
+        return {name for name, row in worker_rows().items() if row["Online"] == "yes"}
 
     wait_for(lambda: {node_name("w1"), node_name("w2")} <= online_workers(), 15, "no workers")
     workers.start("w3")  # an instructor adds a worker during the demo
     try:
         wait_for(lambda: node_name("w3") in online_workers(), 20, "w3 never showed up")
+        # The new worker's own figures: its machine, its CPU, and its pages in flight out
+        # of the pages it can run at once.
+        w3 = worker_rows()[node_name("w3")]
+        assert w3["Machine"] and w3["CPU (of one CPU)"].endswith("%")
+        assert w3["CPU (of the machine)"].endswith("%")
+        assert re.fullmatch(r"\d+ / \d+", w3["Running now / slots"])
+        machines = page.eval_on_selector_all(
+            "#machines tbody tr", "rows => rows.map(r => r.cells[4].textContent)"
+        )
+        assert any(node_name("w3") in names for names in machines)
+
         requests.post(
             manager_url + "/api/jobs",
             json={"urls": [fixture_site.url(f"/delay?ms=100&dash={n}") for n in range(6)]},
@@ -183,7 +198,20 @@ def test_the_dashboard_shows_a_worker_joining_and_the_pages_it_counts(
         wait_for(
             lambda: page.locator("#newest tbody tr").count() >= 6, 30, "no pages on the dashboard"
         )
+        # The pages just ended count in the workers' recent pages per second.
+        wait_for(
+            lambda: sum(float(r["Pages/s (30 s)"]) for r in worker_rows().values()) > 0,
+            10,
+            "no worker's pages per second rose",
+        )
+        assert re.fullmatch(r"[\d.]+ s / [\d.]+ s", page.text_content("#wait"))
+        # The line saying where the bound is follows one of the rules the page explains.
+        kinds = page.eval_on_selector_all("#bound-rules li", "lis => lis.map(l => l.dataset.kind)")
+        assert page.get_attribute("#bound", "data-kind") in kinds
+        assert page.locator("#bound-rules li.current").count() == 1
         assert page.locator("#rate-chart polyline").count() == 1
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
         assert page.evaluate("window.notReloaded === true")
     finally:
         workers.stop("w3")

@@ -52,7 +52,7 @@ def test_health_and_activity_count_the_workers_in_the_census(client, workers, se
 
 @pytest.mark.slow
 def test_a_worker_that_starts_is_seen_and_one_that_stops_is_forgotten(
-    client, workers, worker_env, tmp_path_factory: pytest.TempPathFactory
+    client, workers, worker_env, services, tmp_path_factory: pytest.TempPathFactory
 ):
     before = client.get("/api/health").get_json()["workers"]
     pool = WorkerPool(worker_env, Path(tmp_path_factory.mktemp("census-worker")))
@@ -64,6 +64,12 @@ def test_a_worker_that_starts_is_seen_and_one_that_stops_is_forgotten(
             "the new worker never appeared in /api/health",
         )
         assert node_name("census") in online(client)
+        # Its report says what the dashboard shows of it: its slots, and its CPU by the
+        # next beat (the first reading covers the time since the worker started).
+        report = census_for(services.settings).alive()[node_name("census")]
+        assert report["page_slots"] >= report["concurrency"] == 2
+        assert report["cpus"] >= 1 and report["host"]
+        assert report["cpu_percent"] >= 0 and 0 <= report["machine_busy_percent"] <= 100
     finally:
         pool.stop_all()  # a warm shutdown: the worker takes itself out of the census
 

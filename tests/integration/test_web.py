@@ -17,6 +17,8 @@ from conftest import row_counts, submit_job, wait_for_job
 from fixture_site import HOSTILE_TITLE
 from processes import wait_for
 
+from job_manager.bounds import RULES
+
 SEED = "http://127.0.0.1:9/never-fetched"  # loopback, not allowed: never fetched
 
 
@@ -199,7 +201,7 @@ def test_a_hostile_page_title_is_shown_escaped(browser, crawl, fixture_site):
     assert all(script.get("src") for script in soup.find_all("script"))
 
 
-@pytest.mark.parametrize("path", ["/", "/jobs/{job}", "/jobs/{unknown}"])
+@pytest.mark.parametrize("path", ["/", "/jobs/{job}", "/jobs/{unknown}", "/dashboard"])
 def test_pages_load_nothing_from_other_sites_and_nothing_inline(browser, ok_job, path):
     soup = BeautifulSoup(
         browser.get(path.format(job=ok_job["id"], unknown=uuid.uuid4())).get_data(as_text=True),
@@ -221,7 +223,15 @@ def test_pages_load_nothing_from_other_sites_and_nothing_inline(browser, ok_job,
 
 @pytest.mark.parametrize(
     "path",
-    ["/", "/jobs/{job}", "/jobs/{unknown}", "/static/job.js", "/api/jobs/{job}"],
+    [
+        "/",
+        "/jobs/{job}",
+        "/jobs/{unknown}",
+        "/static/job.js",
+        "/api/jobs/{job}",
+        "/dashboard",
+        "/api/activity",
+    ],
 )
 def test_every_answer_carries_the_security_headers(browser, ok_job, path):
     response = browser.get(path.format(job=ok_job["id"], unknown=uuid.uuid4()))
@@ -235,6 +245,15 @@ def test_every_answer_carries_the_security_headers(browser, ok_job, path):
     scripts = policy.get("script-src", policy.get("default-src"))
     assert scripts and "'unsafe-inline'" not in scripts and "*" not in scripts
     assert policy["frame-ancestors"] in (["'none'"], ["'self'"])
+
+
+def test_the_dashboard_explains_every_rule_of_its_bound_line(browser):
+    soup = page(browser.get("/dashboard"))
+
+    rules = [(li["data-kind"], li.get_text()) for li in soup.select("#bound-rules li")]
+    assert rules == RULES
+    assert soup.select_one("#bound") is not None  # dashboard.js writes the rule that holds
+    assert soup.select_one("script[src$='dashboard.js']") is not None
 
 
 def test_the_job_pages_script_and_stylesheet_are_served(browser, ok_job):
