@@ -44,8 +44,10 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
+    and_,
     any_,
     bindparam,
+    delete,
     exists,
     func,
     select,
@@ -57,7 +59,7 @@ from sqlalchemy.dialects.postgresql import insert
 from ..page_errors import PageError
 from ..reading.words import most_frequent
 from ..settings import get_settings
-from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page, PageAttempt
+from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page, PageAttempt, WordCount
 
 
 class NewPage(NamedTuple):
@@ -102,7 +104,7 @@ FINISH_PAGES = text(
         FROM counted AS c
         WHERE pages.id = c.id AND pages.status = 'running' AND pages.attempts = c.attempt
             AND EXISTS (SELECT FROM job)
-        RETURNING pages.id
+        RETURNING pages.id, pages.depth
     ), words AS (
         INSERT INTO word_counts (page_id, word, count)
         SELECT w.page_id, w.word, w.count
@@ -113,7 +115,8 @@ FINISH_PAGES = text(
         ) AS w(page_id, word, count)
         JOIN ended ON ended.id = w.page_id
     )
-    SELECT ARRAY(SELECT id FROM ended) AS ended, job.* FROM job
+    SELECT ARRAY(SELECT id FROM ended) AS ended,
+        ARRAY(SELECT depth FROM ended) AS ended_depths, job.* FROM job
     """
 )
 # One failed attempt of a page, with the worker and start time of the page's row.
@@ -368,17 +371,19 @@ def _finish_pages_of_job(
             "counts": " ".join(str(n) for _, words in kept for n in words.values()),
         },
     ).one()
-    ended = set(job.ended)
-    if not ended or job.status not in OPEN_JOB_STATUSES:
-        return ended, []
+    # Each page's depth as its row says now: a shorter way to it may have been found
+    # while it ran (_add_pages).
+    depths = dict(zip(job.ended, job.ended_depths, strict=True))
+    if not depths or job.status not in OPEN_JOB_STATUSES:
+        return set(depths), []
     # The links of pages of one depth lead to pages of the next, found in page order.
     links_by_depth: dict[int, list[str]] = {}
     for page, result in counted:
-        if page.id in ended and page.depth < job.depth:
-            links_by_depth.setdefault(page.depth, []).extend(result.links)
+        if depths.get(page.id, job.depth) < job.depth:
+            links_by_depth.setdefault(depths[page.id], []).extend(result.links)
     for depth in sorted(links_by_depth):
         _add_pages(conn, job, links_by_depth[depth], depth + 1)
-    return ended, _page_ended(conn, job, in_broker)
+    return set(depths), _page_ended(conn, job, in_broker)
 
 
 def _not_stored_message(left_out: int, limit: int) -> str | None:
@@ -548,17 +553,21 @@ def lock_job(conn: Connection, job_id: uuid.UUID) -> Row:
 def _add_pages(conn: Connection, job: Row, urls: Iterable[str], depth: int) -> None:
     """Add the URLs a job has not seen yet as queued pages, up to its max_pages in all.
 
-    They get no task id yet: `release_pages` sends them when the job has room.
+    They get no task id yet: `release_pages` sends them when the job has room. A URL the
+    job has already found, but further from its seeds, gets this shorter depth
+    (`_found_closer`).
     """
     candidates = list(dict.fromkeys(urls))  # unique, in the order the page lists them
     if not candidates:
         return
-    seen = set(
-        conn.execute(
-            select(Page.url).where(Page.job_id == job.id, Page.url.in_(candidates))
-        ).scalars()
-    )
-    fresh = [url for url in candidates if url not in seen]
+    seen = conn.execute(
+        select(Page.url, Page.depth).where(Page.job_id == job.id, Page.url.in_(candidates))
+    ).all()
+    closer = [row.url for row in seen if row.depth > depth]
+    if closer:
+        _found_closer(conn, job, closer, depth)
+    known = {row.url for row in seen}
+    fresh = [url for url in candidates if url not in known]
     if not fresh:
         return  # most links of a page lead to pages found already: no need to count
     # Counting the job's pages reads all of them, so only now.
@@ -574,6 +583,32 @@ def _add_pages(conn: Connection, job: Row, urls: Iterable[str], depth: int) -> N
         insert(Page).on_conflict_do_nothing(index_elements=["job_id", "url"]),
         [{"job_id": job.id, "url": url, "depth": depth} for url in fresh],
     )
+
+
+def _found_closer(conn: Connection, job: Row, urls: list[str], depth: int) -> None:
+    """Give pages found again, closer to a seed, their shorter depth (the job's row locked).
+
+    A crawl mostly ends pages level by level, but not always: a page whose worker died
+    runs again later, and meanwhile the pages it links to may have been found by a longer
+    way. A page not counted yet just takes the shorter depth (a running page's links are
+    read with the depth its row has when it ends: FINISH_PAGES). A page counted already
+    followed its links from too deep, or not at all: it is crawled again, its words
+    replaced. So the pages a job reaches do not depend on the order its pages ended in.
+    """
+    closer = and_(Page.job_id == job.id, Page.url.in_(urls), Page.depth > depth)
+    again = (
+        conn.execute(
+            update(Page)
+            .where(closer, Page.status == "done")
+            .values(status="queued", task_id=None, finished_at=None, word_count=None)
+            .returning(Page.id)
+        )
+        .scalars()
+        .all()
+    )
+    if again:
+        conn.execute(delete(WordCount).where(WordCount.page_id.in_(again)))
+    conn.execute(update(Page).where(closer).values(depth=depth))
 
 
 def _end_job(conn: Connection, job: Row) -> None:

@@ -224,8 +224,8 @@ def test_a_worker_killed_and_restarted_takes_back_its_pages_and_counts_no_word_t
     )
 
     kill_worker(stack, "w1")
-    stack.workers.start("w1")
     still_open = open_pages(stack, job_id)
+    stack.workers.start("w1")
     # A message w1 had taken but not yet started when it was killed is not "running"
     # under its name: the upkeep takes it back, within two of its 30 s periods.
     job = api.wait_for_job(job_id, timeout=2 * 30 + 15)

@@ -173,3 +173,54 @@ def test_only_the_run_that_claimed_a_page_last_may_end_it(services, sql):
     assert sql("SELECT status FROM jobs WHERE id = :id", id=job_id)[0].status == "done"
     # A message whose page was sent again under another id claims nothing.
     assert store.claim_pages(engine, [page_id], "w1@test", str(uuid.uuid4())) == []
+
+
+def test_a_page_found_closer_after_it_was_counted_is_crawled_again_from_there(services, sql):
+    # Pages end in any order: here the seed's link to /a is held up (its worker died, say)
+    # while /b -> /c -> /d is crawled, so /d is counted at the last depth and follows no
+    # link. When /a ends at last, its link makes /d one level closer: /d is crawled again,
+    # and its own link, /e, is then found. Straight against PostgreSQL, as the test above.
+    site = "http://example.test/"
+    engine = get_engine(services.database_url)
+    job_id, _ = record_job(
+        get_sessionmaker(services.database_url), JobRequest([site], 3, 100), in_broker=16
+    )
+
+    def crawl(url: str, *links: str) -> int:
+        [row] = sql(
+            "SELECT id, task_id FROM pages WHERE job_id = :job AND url = :url",
+            job=job_id,
+            url=site + url,
+        )
+        [page] = store.claim_pages(engine, [row.id], "w1@test", row.task_id)
+        counted = store.CountedPage(
+            200, url, {url or "home": 1}, 5, [site + link for link in links]
+        )
+        store.finish_pages(engine, [(page, counted)], in_broker=16)
+        return page.depth
+
+    def pages() -> dict[str, tuple[str, int]]:
+        rows = sql("SELECT url, status, depth FROM pages WHERE job_id = :job", job=job_id)
+        return {row.url.removeprefix(site): (row.status, row.depth) for row in rows}
+
+    crawl("", "a", "b")
+    assert [crawl("b", "c"), crawl("c", "d"), crawl("d", "e")] == [1, 2, 3]
+    assert "e" not in pages()  # /d is at the last depth: its link is not followed
+
+    crawl("a", "d")
+    assert pages()["d"] == ("queued", 2)
+    assert (
+        sql(
+            "SELECT count(*) FROM word_counts w JOIN pages p ON p.id = w.page_id "
+            "WHERE p.url = :url",
+            url=site + "d",
+        )[0][0]
+        == 0
+    )
+    assert crawl("d", "e") == 2
+    assert pages()["e"] == ("queued", 3)
+    crawl("e")
+    assert {url: status for url, (status, _) in pages().items()} == dict.fromkeys(
+        ["", "a", "b", "c", "d", "e"], "done"
+    )
+    assert sql("SELECT status FROM jobs WHERE id = :id", id=job_id)[0].status == "done"
