@@ -102,7 +102,7 @@ def run_class_bench(
             f"{plan.job_pages} pages of a demo site of its own ({plan.latency_ms} ms latency) "
             f"at once; {plan.workers} workers, wordcrawl's defaults but "
             f"WORDCRAWL_SUBMISSIONS_PER_MINUTE={SUBMISSIONS_PER_MINUTE} for the bench; "
-            f"work folder {place.work_dir}"
+            f"{place.describe()}"
         )
         extra = {"WORDCRAWL_SUBMISSIONS_PER_MINUTE": str(SUBMISSIONS_PER_MINUTE)}
         with running_stack(place, bench_environ(place, site_urls, extra), plan.workers) as stack:

@@ -129,8 +129,7 @@ def describe(plan: StackPlan, site_url: str, place: Place) -> str:
         f"whole stack: {plan.pages} pages of {site_url} (depth {plan.depth}, "
         f"{plan.latency_ms} ms latency) in {len(plan.job_sizes())} job(s) through the "
         f"API; {plan.workers} workers, wordcrawl's defaults but "
-        f"WORDCRAWL_PER_HOST_CONCURRENCY={plan.per_host_concurrency}; "
-        f"work folder {place.work_dir}"
+        f"WORDCRAWL_PER_HOST_CONCURRENCY={plan.per_host_concurrency}; {place.describe()}"
     )
 
 
