@@ -309,7 +309,14 @@ def _pools(value: str | None) -> list[str]:
 
 
 @main.command()
-@click.option("--pages", "-n", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--pages",
+    "-n",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Pages to crawl (--stack: in depth-3 jobs of at most 1,000; --peers: 1,000 at most).",
+)
 @click.option(
     "--latency-ms",
     default=100,
@@ -382,8 +389,20 @@ def _pools(value: str | None) -> list[str]:
     help="A class: --clients users each submit a --job-pages job at the same moment, each "
     "to a demo site of its own, through the whole stack; p50/p95/max of their times.",
 )
-@click.option("--clients", default=30, show_default=True, type=click.IntRange(1, 200))
-@click.option("--job-pages", default=30, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--clients",
+    default=30,
+    show_default=True,
+    type=click.IntRange(1, 200),
+    help="With --class: how many clients submit at once, each to a demo site of its own.",
+)
+@click.option(
+    "--job-pages",
+    default=30,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="With --class: the max_pages of each client's depth-3 job.",
+)
 def bench(
     pages: int,
     latency_ms: int,
