@@ -166,6 +166,9 @@ def test_bench_stack_crawls_through_the_whole_stack(services, tmp_path):
     assert 55 <= run["pages"] <= 60 and run["done"] == run["words_ok"] == run["pages"]
     assert run["pages_per_second"] > 0 and 0 < run["probe_seconds"] < 30
     assert run["peak_rss_mb"] >= run["start_rss_mb"] > 0 and run["rss_mb_over_time"]
+    pieces = run["rss_mb_by_piece"]
+    assert set(pieces) == {"manager", "flower", "worker w1", "worker w2"}
+    assert all(start > 0 and end > 0 for start, end in pieces.values())
     assert _database_is_gone(services, out)
 
 

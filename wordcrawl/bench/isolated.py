@@ -118,10 +118,20 @@ def running_stack(place: Place, environ: dict[str, str], workers: int = 2) -> It
         os.environ.update(saved)
 
 
-def stack_processes(stack: Stack) -> list[psutil.Process]:
-    """The manager, Flower and the workers: the roots of the process trees to measure."""
+def stack_processes(stack: Stack) -> dict[str, psutil.Process]:
+    """The manager, Flower and the workers by name: the roots of the trees to measure."""
     names = {"manager", "flower", *(f"worker {name}" for name in stack.worker_names())}
-    return [psutil.Process(c.process.pid) for c in stack.children if c.name in names]
+    return {c.name: psutil.Process(c.process.pid) for c in stack.children if c.name in names}
+
+
+def tree_rss_mb(root: psutil.Process) -> float:
+    """The resident memory of a process and its children, summed, in MB."""
+    total = 0
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += process.memory_info().rss
+    return round(total / 2**20, 1)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:

@@ -39,6 +39,7 @@ from .isolated import (
     pages_done,
     running_stack,
     stack_processes,
+    tree_rss_mb,
     wait_for,
 )
 from .sites import serve_sites
@@ -90,6 +91,9 @@ class StackRun:
     middle_rss_mb: float
     end_rss_mb: float
     rss_mb_over_time: list[tuple[float, float]]  # (seconds since the start, MB), each second
+    # Each piece's memory (with its child processes) when the crawl began and ended: which
+    # one grows, if the total does.
+    rss_mb_by_piece: dict[str, tuple[float, float]]
 
     @property
     def ok(self) -> bool:
@@ -107,6 +111,10 @@ class StackRun:
             f"middle {self.middle_rss_mb:.0f}, end {self.end_rss_mb:.0f} MB "
             f"(manager, Flower, {self.workers} workers, with their processes)",
             f"RSS over time (s: MB)  {over_time}",
+            "RSS by piece (MB)  "
+            + ", ".join(
+                f"{name} {a:.0f} -> {b:.0f}" for name, (a, b) in self.rss_mb_by_piece.items()
+            ),
             f"counted     {'yes' if self.ok else 'NO'}",
         ]
 
@@ -140,7 +148,9 @@ def crawl_through_stack(place: Place, site_url: str, site: DemoSite, plan: Stack
     )
     with running_stack(place, environ, plan.workers) as stack:
         api = ApiClient(stack.manager_url)
-        sampler = _Sampler(stack_processes(stack))
+        pieces = stack_processes(stack)
+        start_by_piece = {name: tree_rss_mb(root) for name, root in pieces.items()}
+        sampler = _Sampler(list(pieces.values()))
         began = time.monotonic()
         job_ids = [api.submit([site_url], plan.depth, size)["id"] for size in plan.job_sizes()]
         # Once the crawl is busy (a tenth of its pages done), one more user's small job.
@@ -155,8 +165,10 @@ def crawl_through_stack(place: Place, site_url: str, site: DemoSite, plan: Stack
             "the crawl's end",
         )
         sampler.stop()
+        end_by_piece = {name: tree_rss_mb(root) for name, root in pieces.items()}
     counted = counted_pages(place.database_url, job_ids, site)
-    return _run(plan, counted, probe_seconds, sampler)
+    by_piece = {name: (start_by_piece[name], end_by_piece[name]) for name in pieces}
+    return _run(plan, counted, probe_seconds, sampler, by_piece)
 
 
 def _probe(api: ApiClient, url: str, timeout: float) -> float:
@@ -167,7 +179,13 @@ def _probe(api: ApiClient, url: str, timeout: float) -> float:
     return round(time.monotonic() - submitted, 2)
 
 
-def _run(plan: StackPlan, counted: Counted, probe_seconds: float, sampler: _Sampler) -> StackRun:
+def _run(
+    plan: StackPlan,
+    counted: Counted,
+    probe_seconds: float,
+    sampler: _Sampler,
+    by_piece: dict[str, tuple[float, float]],
+) -> StackRun:
     over_time = [(round(t, 1), round(rss / 2**20, 1)) for t, rss in sampler.rss_over_time]
     middle = over_time[len(over_time) // 2][1] if over_time else 0.0
     return StackRun(
@@ -186,6 +204,7 @@ def _run(plan: StackPlan, counted: Counted, probe_seconds: float, sampler: _Samp
         middle_rss_mb=middle,
         end_rss_mb=round(sampler.last_rss / 2**20, 1),
         rss_mb_over_time=over_time,
+        rss_mb_by_piece=by_piece,
     )
 
 
