@@ -309,7 +309,14 @@ def _pools(value: str | None) -> list[str]:
 
 
 @main.command()
-@click.option("--pages", "-n", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--pages",
+    "-n",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Pages to crawl (--stack: in depth-3 jobs of at most 1,000; --peers: 1,000 at most).",
+)
 @click.option(
     "--latency-ms",
     default=100,
@@ -362,6 +369,40 @@ def _pools(value: str | None) -> list[str]:
     help="Draw pages/s against workers (PNG; needs matplotlib, the bench extra).",
 )
 @click.option("--keep", is_flag=True, help="Keep the bench's database and worker logs.")
+@click.option(
+    "--stack",
+    "mode",
+    flag_value="stack",
+    help="Crawl through the whole default stack, as `wordcrawl up` starts it (one depth-3 "
+    "job per 1,000 of --pages, through the API); pages/s, a small job's wait, memory.",
+)
+@click.option(
+    "--peers",
+    "mode",
+    flag_value="peers",
+    help="The --stack crawl, and the same crawl by a Scrapy spider: pages/s of each.",
+)
+@click.option(
+    "--class",
+    "mode",
+    flag_value="class",
+    help="A class: --clients users each submit a --job-pages job at the same moment, each "
+    "to a demo site of its own, through the whole stack; p50/p95/max of their times.",
+)
+@click.option(
+    "--clients",
+    default=30,
+    show_default=True,
+    type=click.IntRange(1, 200),
+    help="With --class: how many clients submit at once, each to a demo site of its own.",
+)
+@click.option(
+    "--job-pages",
+    default=30,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="With --class: the max_pages of each client's depth-3 job.",
+)
 def bench(
     pages: int,
     latency_ms: int,
@@ -373,8 +414,14 @@ def bench(
     json_path: Path | None,
     plot_path: Path | None,
     keep: bool,
+    mode: str | None,
+    clients: int,
+    job_pages: int,
 ) -> None:
     """Crawl the demo site with 1, 2, 4... workers; print pages/s, latency, CPU, memory.
+
+    With --stack, --peers or --class, measure the whole default stack instead (see
+    docs/performance.md, "How to measure").
 
     Uses the Redis and PostgreSQL of CELERY_BROKER_URL / DATABASE_URL, in an empty Redis
     database number and a database of its own (dropped afterwards unless --keep), so a
@@ -387,6 +434,11 @@ def bench(
         raise click.UsageError(f"bench needs {err.name}: pip install 'wordcrawl[bench]'") from err
 
     settings = _settings()
+    if mode is not None:
+        _bench_whole_stack(
+            mode, settings, pages, latency_ms, clients, job_pages, timeout, keep, json_path
+        )
+        return
     if plot_path is not None:
         try:
             import matplotlib  # noqa: F401
@@ -416,6 +468,50 @@ def bench(
         click.echo(f"wrote {plot_path}")
     if len(runs) < len(plan.pools) * len(plan.worker_counts) or not all(run.ok for run in runs):
         click.echo("a run failed, or its pages were not all counted", err=True)
+        raise SystemExit(1)
+
+
+def _bench_whole_stack(
+    mode: str,
+    settings: Settings,
+    pages: int,
+    latency_ms: int,
+    clients: int,
+    job_pages: int,
+    timeout: float,
+    keep: bool,
+    json_path: Path | None,
+) -> None:
+    """Run `wordcrawl bench --stack`, `--peers` or `--class`; print and save the figures."""
+    from .bench.speed import BenchError
+    from .bench.stack import write_json
+
+    try:
+        if mode == "stack":
+            from .bench.stack import StackPlan, run_stack_bench
+
+            plan = StackPlan(pages=pages, latency_ms=latency_ms, timeout=timeout, keep=keep)
+            run = run_stack_bench(settings, plan, echo=click.echo)
+        elif mode == "peers":
+            from .bench.peers import run_peers_bench
+            from .bench.stack import StackPlan
+
+            plan = StackPlan(pages=pages, latency_ms=latency_ms, timeout=timeout, keep=keep)
+            run = run_peers_bench(settings, plan, echo=click.echo)
+        else:
+            from .bench.classroom import ClassPlan, run_class_bench
+
+            plan = ClassPlan(clients, job_pages, latency_ms=latency_ms, timeout=timeout, keep=keep)
+            run = run_class_bench(settings, plan, echo=click.echo)
+    except BenchError as err:
+        raise click.ClickException(str(err)) from err
+    for line in run.lines():
+        click.echo(line)
+    if json_path is not None:
+        write_json(run, json_path)
+        click.echo(f"wrote {json_path}")
+    if not run.ok:
+        click.echo("a page was not counted, or not counted right", err=True)
         raise SystemExit(1)
 
 

@@ -116,3 +116,89 @@ def test_bench_sends_several_pages_per_task_when_asked(services, tmp_path):
     ]
     assert run["pages"] == 30 and line.endswith("yes")
     assert run["db_commits_per_page"] < 6
+
+
+# --- the whole stack: --stack, --peers, --class --------------------------------------
+
+
+def _bench(services, tmp_path, *options: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run `wordcrawl bench OPTIONS --json`; return the result and the JSON it wrote."""
+    env = {
+        **os.environ,
+        "CELERY_BROKER_URL": services.redis_server_url,
+        "DATABASE_URL": services.postgres_server_url,
+    }
+    json_path = tmp_path / "bench.json"
+    command = [sys.executable, "-m", "wordcrawl", "bench", *options, "--json", str(json_path)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result, json.loads(json_path.read_text())
+
+
+def _database_is_gone(services, output: str) -> bool:
+    database = re.search(r"database (wordcrawl_bench_\w+)", output).group(1)
+    server = make_url(sqlalchemy_url(services.postgres_server_url))
+    admin = create_engine(server.set(database="postgres"))
+    try:
+        with admin.connect() as conn:
+            return not conn.execute(
+                text("SELECT count(*) FROM pg_database WHERE datname = :name"), {"name": database}
+            ).scalar_one()
+    finally:
+        admin.dispose()
+
+
+def _figure(output: str, pattern: str) -> float:
+    return float(re.search(pattern, output, re.MULTILINE).group(1))
+
+
+def test_bench_stack_crawls_through_the_whole_stack(services, tmp_path):
+    result, run = _bench(services, tmp_path, "--stack", "--pages", "60", "--latency-ms", "20")
+
+    out = result.stdout
+    assert "1 job(s) through the API" in out
+    assert _figure(out, r"^pages/s\s+([\d.]+)") > 0
+    assert _figure(out, r"^probe job\s+([\d.]+) s") > 0
+    assert _figure(out, r"^stack RSS\s+peak ([\d.]+) MB") > 100  # manager, Flower, workers
+    assert re.search(r"^counted\s+yes$", out, re.MULTILINE)
+    # Every page the site served was counted, with the words it served (the robots.txt
+    # refusal and the link to another host are the job's too).
+    assert 55 <= run["pages"] <= 60 and run["done"] == run["words_ok"] == run["pages"]
+    assert run["pages_per_second"] > 0 and 0 < run["probe_seconds"] < 30
+    assert run["peak_rss_mb"] >= run["start_rss_mb"] > 0 and run["rss_mb_over_time"]
+    pieces = run["rss_mb_by_piece"]
+    assert set(pieces) == {"manager", "flower", "worker w1", "worker w2"}
+    assert all(start > 0 and end > 0 for start, end in pieces.values())
+    assert _database_is_gone(services, out)
+
+
+def test_bench_peers_puts_scrapy_beside_the_stack(services, tmp_path):
+    result, run = _bench(services, tmp_path, "--peers", "--pages", "60", "--latency-ms", "20")
+
+    out = result.stdout
+    scrapy, wordcrawl = run["scrapy"], run["wordcrawl"]
+    assert _figure(out, r"^Scrapy\s+([\d.]+) pages/s") == scrapy["pages_per_second"] > 0
+    assert _figure(out, r"^wordcrawl pages/s\s+([\d.]+)") == wordcrawl["pages_per_second"] > 0
+    ratio = _figure(out, r"^wordcrawl / Scrapy\s+([\d.]+)")
+    assert ratio == pytest.approx(wordcrawl["pages_per_second"] / scrapy["pages_per_second"], 0.01)
+    # Both counted every page with the words the site served (Scrapy obeys robots.txt too).
+    assert 55 <= scrapy["pages"] <= 60 and scrapy["words_ok"] == scrapy["pages"]
+    assert wordcrawl["done"] == wordcrawl["words_ok"] == wordcrawl["pages"] >= 55
+
+
+def test_bench_class_times_every_clients_job(services, tmp_path):
+    result, run = _bench(
+        services, tmp_path, "--class", "--clients", "3", "--job-pages", "20", "--latency-ms", "20"
+    )
+
+    out = result.stdout
+    assert "WORDCRAWL_SUBMISSIONS_PER_MINUTE" in out  # says the bench raised it
+    p50 = _figure(out, r"p50 ([\d.]+) s")
+    p95, most = _figure(out, r"p95 ([\d.]+) s"), _figure(out, r"max ([\d.]+) s")
+    assert 0 < p50 <= p95 <= most < 60
+    assert len(run["job_seconds"]) == 3 and max(run["job_seconds"]) == run["max_seconds"]
+    # Three sites of their own, 20 pages each (one is the robots.txt refusal, one the
+    # link to another host, on page 0 of each site): every served page counted right.
+    assert 3 * 18 <= run["pages"] <= 3 * 20
+    assert run["done"] == run["words_ok"] == run["pages"]
+    assert _database_is_gone(services, out)

@@ -158,6 +158,24 @@ class Stack:
         if exit_code:
             raise SystemExit(exit_code)
 
+    @property
+    def manager_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start everything and return: for a program that drives the stack itself (the
+        whole-stack benchmarks). Call stop() afterwards, also when start() failed."""
+        self._start()
+
+    def stop(self) -> None:
+        """Stop everything started so far; the caller's signal handlers stay as they were."""
+        handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        try:
+            self._stop()
+        finally:
+            signal.signal(signal.SIGINT, handlers[0])
+            signal.signal(signal.SIGTERM, handlers[1])
+
     def _start(self) -> None:
         # The state folder holds passwords: only its owner may enter it (0700).
         secrets_kept = state_secrets.load_or_make(self.state_dir)
@@ -192,7 +210,7 @@ class Stack:
         flower_auth = os.environ.get("FLOWER_BASIC_AUTH") or f"admin:{secrets.token_urlsafe(12)}"
         # The instructor's password stays the same from one start to the next (secrets.json).
         admin_password = self.settings.admin_password or secrets_kept["admin_password"]
-        manager_url = f"http://127.0.0.1:{self.port}"
+        manager_url = self.manager_url
         self.env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
