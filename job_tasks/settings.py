@@ -93,7 +93,7 @@ class Settings:
     # spread over the free messages, up to this many pages each, crawled side by side:
     # one message, one acknowledgement, one set of states and two transactions for
     # several pages (docs/performance.md, "What each setting trades"). See group_size.
-    max_pages_per_task: int = 8
+    max_pages_per_task: int = 16
     # Schedules: how often `wordcrawl beat` asks a worker to start the runs that are due.
     # A run starts at most this late; a tick that finds nothing due is one small query.
     schedule_tick_seconds: int = 10

@@ -343,7 +343,7 @@ def _pools(value: str | None) -> list[str]:
     "--max-pages-per-task",
     default=None,
     type=click.IntRange(1, 1000),
-    help="The most pages sent in one task message [default: WORDCRAWL_MAX_PAGES_PER_TASK's, 8].",
+    help="The most pages sent in one task message [default: WORDCRAWL_MAX_PAGES_PER_TASK's, 16].",
 )
 @click.option(
     "--timeout",

@@ -71,9 +71,9 @@ class QuietDemoServer(DemoServer):
 
 @pytest.fixture(scope="module")
 def slow_site() -> Iterator[DemoServer]:
-    """A demo site of 240 pages, each answering after 500 ms: a crawl of several seconds,
-    even with two workers' tasks of up to 8 pages each in flight."""
-    server = QuietDemoServer(DemoSite(pages=240, fanout=8, words_per_page=300, latency_ms=500))
+    """A demo site of 240 pages, each answering after 1 s: a crawl of several seconds, even
+    with two workers' tasks of up to 16 pages each in flight."""
+    server = QuietDemoServer(DemoSite(pages=240, fanout=8, words_per_page=300, latency_ms=1000))
     server.start_in_thread()
     yield server
     server.shutdown()

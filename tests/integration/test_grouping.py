@@ -59,7 +59,7 @@ def grouping_worker(
 
 def group_size() -> int:
     size = get_settings().group_size
-    assert size == PER_HOST_CONCURRENCY  # the default bound (8), held to the per-host limit
+    assert size == PER_HOST_CONCURRENCY  # the default bound (16), held to the per-host limit
     return size
 
 
