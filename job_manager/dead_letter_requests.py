@@ -56,7 +56,7 @@ def retry_pages(
     raises ApiError and changes nothing.
     """
     try:
-        return retry_failed_pages(sessions, job_id, urls, settings.job_pages_in_broker)
+        return retry_failed_pages(sessions, job_id, urls, settings.job_tasks_in_broker)
     except RetryRefused as refused:
         code, status = REFUSALS[refused.code]
         field = None if refused.index is None else f"urls[{refused.index}]"

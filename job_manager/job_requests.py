@@ -81,7 +81,7 @@ def submit_job(sessions: sessionmaker[Session], job: JobRequest, settings: Setti
     raised: a job is accepted only when its work is on its way.
     """
     try:
-        return start_job(sessions, job, settings.job_pages_in_broker)
+        return start_job(sessions, job, settings.job_tasks_in_broker)
     except BrokerError as err:
         raise ApiError(503, "unavailable", "the broker is not answering; try again") from err
 

@@ -31,7 +31,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     # long. The pages of a dead worker are sent again long before (upkeep/recovery.py); this is
     # the last resort. It must exceed the longest a task can run, or a slow page's message
     # would be handed to a second worker while it runs.
-    # Several pages per task (WORDCRAWL_PAGES_PER_TASK) are crawled side by side, within
+    # Several pages per task (WORDCRAWL_MAX_PAGES_PER_TASK) are crawled side by side, within
     # the same limit.
     visibility_timeout = settings.task_time_limit * 3
     return {

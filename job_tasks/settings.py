@@ -75,21 +75,25 @@ class Settings:
     max_stored_words: int = 10_000  # distinct words stored per page (the most frequent)
 
     # Workers.
-    # prefork: hard time limits, Flower's pool grow/shrink, and it recovers from every fault
-    # test. threads hide the network's wait better, several times the pages per second
-    # (docs/performance.md, "What each setting trades"): WORDCRAWL_WORKER_POOL=threads.
-    worker_pool: str = "prefork"
+    # threads: one process per worker (a fraction of prefork's memory) whose 16 threads hide
+    # the network's wait; a page's deadline is enforced by wordcrawl itself in every pool
+    # (tasks.py, _count_side_by_side). prefork (WORDCRAWL_WORKER_POOL=prefork) adds hard
+    # time limits and Flower's pool grow/shrink (docs/performance.md, "What each setting
+    # trades").
+    worker_pool: str = "threads"
     worker_concurrency: int = 0  # 0: the pool's default (see job_worker.worker_concurrency)
     task_time_limit: int = 120  # seconds; a hard stop for a task that hangs beyond page_timeout
     reconcile_seconds: int = 30  # how often lost task messages are looked for (upkeep/reconcile.py)
-    # Fair sharing: at most this many pages of one job are in the broker at once (waiting
-    # or running); the rest wait in PostgreSQL and are sent as its pages end (storing/pages.py).
-    job_pages_in_broker: int = 16
-    # Pages per task message: 1 (one task per page, as Flower shows them) or more, sent
-    # together in one `crawl_pages` task that crawls them side by side: one message, one
-    # acknowledgement, one set of states and two transactions for several pages
-    # (docs/performance.md, "What each setting trades").
-    pages_per_task: int = 1
+    # Fair sharing: at most this many task messages of one job are in the broker at once
+    # (waiting or running); its other pages wait in PostgreSQL and are sent as its
+    # messages end (storing/pages.py).
+    job_tasks_in_broker: int = 16
+    # The most pages one `crawl_pages` message carries. A job whose waiting pages fit in
+    # its free messages sends each page alone (one task per page in Flower); a backlog is
+    # spread over the free messages, up to this many pages each, crawled side by side:
+    # one message, one acknowledgement, one set of states and two transactions for
+    # several pages (docs/performance.md, "What each setting trades"). See group_size.
+    max_pages_per_task: int = 16
     # Schedules: how often `wordcrawl beat` asks a worker to start the runs that are due.
     # A run starts at most this late; a tick that finds nothing due is one small query.
     schedule_tick_seconds: int = 10
@@ -110,6 +114,13 @@ class Settings:
     def sqlalchemy_url(self) -> str:
         """Return DATABASE_URL with an explicit driver, as SQLAlchemy 2.1 needs."""
         return sqlalchemy_url(self.database_url)
+
+    @property
+    def group_size(self) -> int:
+        """Return the most pages one task message carries: WORDCRAWL_MAX_PAGES_PER_TASK,
+        but never more than one site takes at once (WORDCRAWL_PER_HOST_CONCURRENCY), or a
+        group's pages would wait for each other's turn."""
+        return max(1, min(self.max_pages_per_task, self.per_host_concurrency))
 
     @property
     def celery_result_backend(self) -> str:
@@ -218,10 +229,12 @@ class Settings:
             reconcile_seconds=read.integer(
                 "WORDCRAWL_RECONCILE_SECONDS", cls.reconcile_seconds, minimum=1
             ),
-            job_pages_in_broker=read.integer(
-                "WORDCRAWL_JOB_PAGES_IN_BROKER", cls.job_pages_in_broker, minimum=1
+            job_tasks_in_broker=read.integer(
+                "WORDCRAWL_JOB_TASKS_IN_BROKER", cls.job_tasks_in_broker, minimum=1
             ),
-            pages_per_task=read.integer("WORDCRAWL_PAGES_PER_TASK", cls.pages_per_task, minimum=1),
+            max_pages_per_task=read.integer(
+                "WORDCRAWL_MAX_PAGES_PER_TASK", cls.max_pages_per_task, minimum=1
+            ),
             schedule_tick_seconds=read.integer(
                 "WORDCRAWL_SCHEDULE_TICK_SECONDS", cls.schedule_tick_seconds, minimum=1
             ),

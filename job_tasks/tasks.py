@@ -1,8 +1,8 @@
 """The Celery tasks the workers run: `crawl_pages`, and the schedules' `start_due_runs`.
 
-`crawl_pages` crawls the pages whose ids its message carries: one by default (Flower then
-shows one task per page), or WORDCRAWL_PAGES_PER_TASK of them sent together
-(docs/performance.md, "What each setting trades"). It reads like the flow: claim the pages,
+`crawl_pages` crawls the pages whose ids its message carries: one page alone, or up to
+WORDCRAWL_MAX_PAGES_PER_TASK of a job's pages sent together when it has a backlog
+(storing/pages.py, "Fair sharing"). It reads like the flow: claim the pages,
 fetch each page and count its words (side by side, each in a thread of its own), store what
 was counted. Each step is a plain function in its own module; this file only wires them to
 Celery (states, retries, time limits) and to the worker's resources (fetching/resources.py).
@@ -96,7 +96,7 @@ def crawl_pages(self: Task, page_ids: list[int]) -> list[dict[str, Any]]:
         if results[page.id].get("task_id") == self.request.id:
             retry_alone = Retry(exc=outcome.error, when=results[page.id]["in_seconds"])
 
-    stored, to_send = store.finish_pages(engine, counted, settings.job_pages_in_broker)
+    stored, to_send = store.finish_pages(engine, counted, settings.job_tasks_in_broker)
     enqueue_pages(to_send)
     for page, result in counted:
         results[page.id] = _done(page, result) if page.id in stored else _overtaken(page)
@@ -131,7 +131,7 @@ def _count_side_by_side(
     if not pages:
         return []
     started = time.monotonic()
-    threads = fetch_threads(max(len(pages), settings.pages_per_task))
+    threads = fetch_threads(max(len(pages), settings.group_size))
     futures = [threads.submit(_count_in_thread, page) for page in pages]
     limit = settings.page_timeout + COUNT_MARGIN_SECONDS
     why = f"the page was not fetched and counted within {limit:g} s"
@@ -252,7 +252,7 @@ def _fail(engine: Engine, page: store.ClaimedPage, error: PageError, elapsed_ms:
     """Store a failed page and send the page of its job that takes its place; False if
     the page was not this run's to end any more."""
     next_pages = store.fail_page(
-        engine, page, error, elapsed_ms, get_settings().job_pages_in_broker
+        engine, page, error, elapsed_ms, get_settings().job_tasks_in_broker
     )
     if next_pages:
         enqueue_pages(next_pages)
@@ -276,4 +276,4 @@ def start_due_runs() -> int:
     """Start the runs whose time has come (one per schedule and period); return how many."""
     settings = get_settings()
     sessions = get_sessionmaker(settings.database_url)
-    return len(start_due(sessions, settings.job_pages_in_broker))
+    return len(start_due(sessions, settings.job_tasks_in_broker))

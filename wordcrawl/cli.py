@@ -347,10 +347,10 @@ def _pools(value: str | None) -> list[str]:
     "0: the pool's own, prefork one per CPU, threads 16].",
 )
 @click.option(
-    "--pages-per-task",
+    "--max-pages-per-task",
     default=None,
     type=click.IntRange(1, 1000),
-    help="Pages sent in one task message [default: WORDCRAWL_PAGES_PER_TASK's, 1].",
+    help="The most pages sent in one task message [default: WORDCRAWL_MAX_PAGES_PER_TASK's, 16].",
 )
 @click.option(
     "--timeout",
@@ -409,7 +409,7 @@ def bench(
     worker_counts: str,
     pool: str | None,
     concurrency: int | None,
-    pages_per_task: int | None,
+    max_pages_per_task: int | None,
     timeout: float,
     json_path: Path | None,
     plot_path: Path | None,
@@ -452,7 +452,9 @@ def bench(
         worker_counts=_counts(worker_counts),
         pools=_pools(pool),
         concurrency=settings.worker_concurrency if concurrency is None else concurrency,
-        pages_per_task=settings.pages_per_task if pages_per_task is None else pages_per_task,
+        max_pages_per_task=(
+            settings.max_pages_per_task if max_pages_per_task is None else max_pages_per_task
+        ),
         timeout=timeout,
         keep=keep,
     )

@@ -58,6 +58,10 @@
         error.append(code, " " + (page.message || ""));
       }
       cell(row, page.worker);
+      // The task that carried the page: pages of one task travelled together.
+      const task = cell(row, page.task_id ? page.task_id.slice(0, 8) : "");
+      task.className = "task";
+      task.title = page.task_id || "";
       cell(row, page.elapsed_ms);
     });
     body.replaceChildren(rows);

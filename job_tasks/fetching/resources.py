@@ -58,7 +58,7 @@ _fetch_local = threading.local()
 
 def fetch_threads(size: int) -> ThreadPoolExecutor:
     """Return the threads that fetch this task thread's pages side by side, at least `size`
-    of them (WORDCRAWL_PAGES_PER_TASK): one set for each thread that runs tasks (one per
+    of them (Settings.group_size): one set for each thread that runs tasks (one per
     prefork process, one per thread of the threads pool), started when first needed and
     kept, with their open connections to the sites (fetch.py keeps one requests session
     per thread)."""

@@ -14,13 +14,15 @@ whether a URL is new, and the lock makes the count against max_pages exact. The 
 makes ending the job exact: when two workers finish the last two pages at once, exactly
 one of them sees no page left and ends the job.
 
-Fair sharing: a job has at most `in_broker` pages in the broker at once (waiting or
-running). Its other pages wait in PostgreSQL as `queued` with no task id yet; each page
-that ends releases the next of its job (`release_pages`), under the same job lock. So a
-1,000-page crawl holds a few places in the queue, and a one-page job submitted during it
-waits behind those few, not behind the whole crawl. With several pages per task
-(WORDCRAWL_PAGES_PER_TASK), the pages released together share one task id in runs of that
-many, and travel in one message each (`task_ids_for`, sending.enqueue_pages).
+Fair sharing: a job has at most `in_broker` task messages in the broker at once (waiting
+or running; WORDCRAWL_JOB_TASKS_IN_BROKER). Its other pages wait in PostgreSQL as `queued`
+with no task id yet; each message that ends releases the next of its job (`release_pages`),
+under the same job lock. So a 1,000-page crawl holds a few places in the queue, and a
+one-page job submitted during it waits behind those few, not behind the whole crawl.
+Which pages travel together (`task_ids_for`): when a job has R free messages and W pages
+waiting, if W <= R each page travels alone; otherwise the waiting pages are spread over
+the R messages, up to WORDCRAWL_MAX_PAGES_PER_TASK each (Settings.group_size). So a lone
+page is one task in Flower, and a backlog travels in groups (sending.enqueue_pages).
 
 The statements run on a connection of the engine (SQLAlchemy Core), not through the ORM: a
 worker writes two transactions per page (or per group of pages sent together: one claims
@@ -48,6 +50,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    distinct,
     exists,
     func,
     select,
@@ -223,12 +226,13 @@ FAIL_PAGE = (
     )
     .returning(Page.id)
 )
-# Where a job's open pages stand: how many are in the broker (they have a task id), and
-# whether any wait in PostgreSQL for room (fair sharing). Each question is its own
-# subquery, answered from its own partial index (models.py: pages_in_broker,
+# Where a job's open pages stand: how many task messages it has in the broker (the
+# distinct task ids of its open pages that have one: the pages of a group share theirs),
+# and whether any page waits in PostgreSQL for room (fair sharing). Each question is its
+# own subquery, answered from its own partial index (models.py: pages_in_broker,
 # pages_waiting), so neither reads the job's other pages.
 OPEN_PAGES = select(
-    select(func.count())
+    select(func.count(distinct(Page.task_id)))
     .where(
         Page.job_id == bindparam("job_id"),
         Page.status.in_(OPEN_PAGE_STATUSES),
@@ -240,9 +244,9 @@ OPEN_PAGES = select(
     .where(Page.job_id == bindparam("job_id"), Page.status == "queued", Page.task_id.is_(None))
     .label("waiting"),
 )
-# A job's next `room` waiting pages, in the order they were found, get the task ids given
-# (queued_at: when the page entered the broker's queue; the reconciler gives a page that
-# long to show up there before it counts its message as lost).
+# A job's next `room` waiting pages, in the order they were found, get the task ids given,
+# the n-th page the n-th id (queued_at: when the page entered the broker's queue; the
+# reconciler gives a page that long to show up there before it counts its message as lost).
 RELEASE_PAGES = text(
     """
     WITH next AS (
@@ -500,49 +504,39 @@ def starts_without_outcome(engine: Engine, page: ClaimedPage) -> int:
 def release_pages(
     conn: Connection, job_id: uuid.UUID, in_broker: int, sent: int | None = None
 ) -> list[NewPage]:
-    """Give task ids to a job's next waiting pages, so that `in_broker` of its pages are in
-    the broker at once; return them, to be sent after the commit.
+    """Give task ids to a job's next waiting pages, so that it has up to `in_broker` task
+    messages in the broker at once; return them, to be sent after the commit.
 
     Call with the job's row locked (two finishers must not both fill the same places).
-    `sent`, when the caller has just counted them, is how many of its open pages have
-    task ids. Pages are released in the order they were found, so a crawl still goes
-    level by level; with several pages per task, only whole messages' worth of them
-    (see `task_ids_for`).
+    `sent`, when the caller has just counted them, is how many task messages the job has
+    in the broker (its open pages' distinct task ids). Pages are released in the order
+    they were found, so a crawl still goes level by level, alone or grouped as
+    `task_ids_for` says.
     """
     if sent is None:
-        sent = conn.execute(
-            select(func.count())
-            .select_from(Page)
-            .where(
-                Page.job_id == job_id,
-                Page.status.in_(OPEN_PAGE_STATUSES),
-                Page.task_id.is_not(None),
-            )
-        ).scalar_one()
-    per_task = pages_per_message(in_broker)
-    # With several pages per task, a page ending frees one place: wait until a whole
-    # message's worth is free, or every page would travel alone.
-    room = (in_broker - sent) // per_task * per_task
-    if room <= 0:
+        sent = conn.execute(OPEN_PAGES, {"job_id": job_id}).one().sent
+    free = in_broker - sent
+    if free <= 0:
         return []
+    room = free * get_settings().group_size
     rows = conn.execute(
         RELEASE_PAGES,
-        {"job_id": job_id, "room": room, "task_ids": task_ids_for(room, per_task)},
+        {"job_id": job_id, "room": room, "task_ids": task_ids_for(room, free)},
     ).all()
     return sorted(NewPage(row.id, row.task_id, row.url) for row in rows)
 
 
-def pages_per_message(in_broker: int) -> int:
-    """How many pages travel in one task message: WORDCRAWL_PAGES_PER_TASK, but never more
-    than fair sharing lets into the broker at once."""
-    return max(1, min(get_settings().pages_per_task, in_broker))
+def task_ids_for(count: int, free: int) -> list[str]:
+    """Task ids for the next `count` waiting pages of a job with `free` task messages to
+    fill (count: at most `free` x group_size), in order: page n travels under the (n mod
+    free)-th id.
 
-
-def task_ids_for(count: int, per_task: int) -> list[str]:
-    """Task ids for `count` pages about to be sent, in order: each run of `per_task` pages
-    shares one id, and travels in one message (sending.enqueue_pages)."""
-    ids = [str(uuid.uuid4()) for _ in range(-(-count // per_task))]
-    return [ids[n // per_task] for n in range(count)]
+    So when a job has no more pages waiting than free messages, each page travels alone;
+    otherwise its pages are spread evenly over the free messages (sending.enqueue_pages
+    sends one message per task id). Ids that no page takes are never sent.
+    """
+    ids = [str(uuid.uuid4()) for _ in range(min(count, free))]
+    return [ids[n % free] for n in range(count)]
 
 
 def lock_job(conn: Connection, job_id: uuid.UUID) -> Row:

@@ -15,13 +15,14 @@ from sqlalchemy import delete, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..sending import enqueue_pages
+from ..settings import get_settings
 from .models import Job, JobUrl, Page
-from .pages import NewPage, pages_per_message, task_ids_for
+from .pages import NewPage, task_ids_for
 
-# The job, its seed URLs and its pages in one statement (one round trip), the first
-# `in_broker` pages released at once (given their Celery task ids, so celery_taskmeta and
-# pages join on them), as pages.release_pages does for a job with nothing in the broker
-# yet. :task_ids holds those ids; pages past its end get none (NULL) and wait.
+# The job, its seed URLs and its pages in one statement (one round trip), the first pages
+# released at once, in up to `in_broker` task messages (given their Celery task ids, so
+# celery_taskmeta and pages join on them), as pages.release_pages does for a job with
+# nothing in the broker yet. :task_ids holds those ids; pages past its end get none (NULL) and wait.
 # Through the ORM, with release_pages after it, this took six statements and most of the
 # CPU of POST /api/jobs (docs/performance.md, "Today's figures").
 INSERT_JOB = text(
@@ -80,7 +81,8 @@ def record_job(
     schedule_id: uuid.UUID | None = None,
 ) -> tuple[uuid.UUID, list[NewPage]]:
     """Write a job, its seed URLs and its pages (queued) in one transaction; return the
-    job's id and the pages to send now (at most `in_broker`: fair sharing, see pages.py)."""
+    job's id and the pages to send now (in at most `in_broker` task messages: fair
+    sharing, see pages.py)."""
     with sessions.begin() as session:
         return write_job(session, job, in_broker, schedule_id)
 
@@ -103,7 +105,9 @@ def write_job(
             "schedule_id": schedule_id,
             "owner_token_hash": job.owner_token_hash,
             "urls": job.urls,
-            "task_ids": task_ids_for(min(len(job.urls), in_broker), pages_per_message(in_broker)),
+            "task_ids": task_ids_for(
+                min(len(job.urls), in_broker * get_settings().group_size), in_broker
+            ),
         },
     )
     return job_id, sorted(

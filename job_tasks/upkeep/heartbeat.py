@@ -102,8 +102,8 @@ class Heartbeat(bootsteps.StartStopStep):
 
 def page_slots(concurrency: int, settings: Settings) -> int:
     """Return how many pages a worker can run at once: as many tasks as its concurrency,
-    each carrying up to WORDCRAWL_PAGES_PER_TASK pages."""
-    return concurrency * settings.pages_per_task
+    each carrying up to WORDCRAWL_MAX_PAGES_PER_TASK pages (Settings.group_size)."""
+    return concurrency * settings.group_size
 
 
 def _pool_name(worker) -> str:

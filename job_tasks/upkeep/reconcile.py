@@ -75,7 +75,7 @@ def starved_jobs(sessions: sessionmaker[Session], in_broker: int) -> list[NewPag
     """Release the waiting pages of open jobs that have room in the broker.
 
     Every page that ends releases the next of its job in the same transaction, so this
-    finds work only when something changed underneath: WORDCRAWL_JOB_PAGES_IN_BROKER
+    finds work only when something changed underneath: WORDCRAWL_JOB_TASKS_IN_BROKER
     raised, or failed pages queued again. It is the safety net that keeps a job moving.
     """
     to_send: list[NewPage] = []

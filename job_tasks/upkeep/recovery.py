@@ -86,7 +86,7 @@ def run_upkeep(app: Celery, settings: Settings, census: Census, node: str) -> di
     if lost:
         log.warning("sending again %d pages whose task messages were lost", len(lost))
         enqueue_pages(lost)
-    released = starved_jobs(sessions, settings.job_pages_in_broker)
+    released = starved_jobs(sessions, settings.job_tasks_in_broker)
     if released:
         log.info("released %d waiting pages of jobs with room in the broker", len(released))
         enqueue_pages(released)

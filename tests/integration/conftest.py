@@ -88,6 +88,10 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
         "CELERY_BROKER_URL": broker_url,
         "DATABASE_URL": database_url,
         "WORDCRAWL_SUBMISSIONS_PER_MINUTE": "100000",
+        # Fewer requests to one host at once than the workers' 4 slots, to see the limit
+        # hold; it also bounds a group of pages (Settings.group_size), so this process
+        # (submitting) and the workers (releasing pages) group them alike.
+        "WORDCRAWL_PER_HOST_CONCURRENCY": str(PER_HOST_CONCURRENCY),
     }
     _configure_this_process(env)
     job_db.create_database_if_missing(database_url)
@@ -186,7 +190,6 @@ def worker_env(
         "WORDCRAWL_PAGE_TIMEOUT": "5",
         "WORDCRAWL_FETCH_RETRIES": "0",  # retries have their own tests
         "WORDCRAWL_WORKER_CONCURRENCY": "2",  # 4 pages at once in all
-        "WORDCRAWL_PER_HOST_CONCURRENCY": str(PER_HOST_CONCURRENCY),  # fewer, to see it hold
         "WORDCRAWL_RECONCILE_SECONDS": "2",  # lost messages are found within seconds
     }
 
@@ -289,11 +292,12 @@ def submit_job(client, urls: list[str], **fields: object) -> str:
     return answer["id"]
 
 
-def send_job_with_a_worn_out_page(database_url: str, urls: list[str]) -> str:
+def send_job_with_a_worn_out_page(database_url: str, urls: list[str], in_broker: int = 16) -> str:
     """Send a job whose first page looks started three times without ending, as if its
-    worker had died at every start (tasks.REDELIVERIES); return the job's id."""
+    worker had died at every start (tasks.REDELIVERIES); return the job's id. With
+    `in_broker` 1, its first pages (up to Settings.group_size) travel in one message."""
     request = JobRequest(urls, depth=0, max_pages=len(urls))
-    job_id, pages = record_job(job_db.get_sessionmaker(database_url), request, in_broker=16)
+    job_id, pages = record_job(job_db.get_sessionmaker(database_url), request, in_broker=in_broker)
     with job_db.get_engine(database_url).begin() as conn:
         conn.execute(text("UPDATE pages SET attempts = 3 WHERE id = :id"), {"id": pages[0][0]})
     enqueue_pages(pages)

@@ -8,7 +8,8 @@ stops harms no other test.
 The workers keep the default task time limit, so the broker's visibility timeout (3 x the
 limit: 6 minutes) is never what brings a page back: a dead worker's pages are sent again
 by the upkeep, once the census no longer counts it alive, every WORDCRAWL_RECONCILE_SECONDS
-(2 s here). Every test runs with one page per task and with several (SHAPES).
+(2 s here). They run at the default pool and grouping (pages travel alone unless a job
+has more waiting than free messages), and with prefork where the pool matters.
 """
 
 from __future__ import annotations
@@ -38,13 +39,12 @@ RECONCILE_SECONDS = 2
 # How much later than 2 x the reconcile period plus the page's own time a killed worker's
 # pages may end here: processes starting their next page on a busy machine of 2 cores.
 SLACK_SECONDS = 5
-# Pages per task message: one (the default), or several crawled side by side.
-SHAPES = [pytest.param(1, id="1-per-task"), pytest.param(3, id="3-per-task")]
+# Four messages of three pages each for a job of 12 pages: a job with 4 free messages and
+# more pages waiting spreads them over its messages (storing/pages.py, "Fair sharing").
+GROUPED = {"WORDCRAWL_JOB_TASKS_IN_BROKER": "4"}
 
 
-def stack_env(
-    broker_url: str, database_url: str, ports: list[int], per_task: int = 1
-) -> dict[str, str]:
+def stack_env(broker_url: str, database_url: str, ports: list[int]) -> dict[str, str]:
     """The environment of one fault test's manager and workers."""
     return {
         "CELERY_BROKER_URL": broker_url,
@@ -58,7 +58,6 @@ def stack_env(
         # A killed worker's slots at a host last as long as a task may (2 minutes): let
         # them not slow the other workers down here.
         "WORDCRAWL_PER_HOST_CONCURRENCY": "100",
-        "WORDCRAWL_PAGES_PER_TASK": str(per_task),
     }
 
 
@@ -72,8 +71,9 @@ class QuietDemoServer(DemoServer):
 
 @pytest.fixture(scope="module")
 def slow_site() -> Iterator[DemoServer]:
-    """A demo site of 240 pages, each answering after 100 ms: a crawl of several seconds."""
-    server = QuietDemoServer(DemoSite(pages=240, fanout=8, words_per_page=300, latency_ms=100))
+    """A demo site of 240 pages, each answering after 1 s: a crawl of several seconds, even
+    with two workers' tasks of up to 16 pages each in flight."""
+    server = QuietDemoServer(DemoSite(pages=240, fanout=8, words_per_page=300, latency_ms=1000))
     server.start_in_thread()
     yield server
     server.shutdown()
@@ -89,12 +89,12 @@ def shared_servers_stack(
     and the given demo sites."""
     with contextlib.ExitStack() as cleanup:
 
-        def make(per_task: int, *sites: DemoServer, **more_env: str) -> Stack:
+        def make(*sites: DemoServer, **more_env: str) -> Stack:
             broker_url = claim_redis_database(services.redis_server_url)
             cleanup.callback(release_redis_database, broker_url)
             ports = [fixture_site.server_port] + [site.server_address[1] for site in sites]
             database_url = new_database_url(services.postgres_server_url)
-            env = {**stack_env(broker_url, database_url, ports, per_task), **more_env}
+            env = {**stack_env(broker_url, database_url, ports), **more_env}
             return cleanup.enter_context(running_stack(env, tmp_path / "logs"))
 
         yield make
@@ -169,12 +169,19 @@ def pages_of(stack: Stack, job_id: str, urls: list[str]) -> list:
     )
 
 
-@pytest.mark.parametrize("per_task", SHAPES)
-@pytest.mark.parametrize("pool", ["prefork", "threads"])
+@pytest.mark.parametrize(
+    ("pool", "per_task"),
+    [
+        pytest.param("threads", 1, id="threads"),
+        pytest.param("prefork", 1, id="prefork"),
+        pytest.param("threads", 3, id="threads-grouped"),
+    ],
+)
 def test_a_killed_workers_pages_run_again_within_two_reconcile_periods(
     shared_servers_stack, fixture_site, pool, per_task
 ):
-    stack = shared_servers_stack(per_task, WORDCRAWL_WORKER_POOL=pool)
+    grouping = GROUPED if per_task > 1 else {}
+    stack = shared_servers_stack(WORDCRAWL_WORKER_POOL=pool, **grouping)
     stack.workers.start("w1", "w2")
     api = stack.start_manager()
     pages = 4 * per_task  # as many as the two workers take at once (two tasks each)
@@ -205,13 +212,13 @@ def test_a_killed_workers_pages_run_again_within_two_reconcile_periods(
     assert others[0][0] == 1
 
 
-@pytest.mark.parametrize("per_task", SHAPES)
 def test_a_worker_killed_and_restarted_takes_back_its_pages_and_counts_no_word_twice(
-    shared_servers_stack, slow_site, per_task
+    shared_servers_stack, slow_site
 ):
     # The census remembers a silent worker for 30 s here, far longer than w1 takes to
     # start again: what sends its pages again is w1 itself, under the same name.
-    stack = shared_servers_stack(per_task, slow_site, WORDCRAWL_RECONCILE_SECONDS="30")
+    # Its pages are found faster than they are crawled: they travel in groups.
+    stack = shared_servers_stack(slow_site, WORDCRAWL_RECONCILE_SECONDS="30")
     site = slow_site.site
     stack.workers.start("w1", "w2")
     api = stack.start_manager()
@@ -258,18 +265,18 @@ def test_a_worker_killed_and_restarted_takes_back_its_pages_and_counts_no_word_t
         assert row.word_count == expected.total()
 
 
-@pytest.mark.parametrize("per_task", SHAPES)
 def test_a_paused_worker_cannot_end_the_pages_another_run_took_over(
-    shared_servers_stack, fixture_site, per_task
+    shared_servers_stack, fixture_site
 ):
     # w1 is stopped (SIGSTOP) mid-page for longer than the census remembers a silent
     # worker: its pages are sent again and w2 runs them. w1 is resumed while w2 runs
     # them, and ends its own run of those pages: the page's end must be w2's.
     page_ms = 3000  # w2's run of a page outlasts w1's resumed run by far
-    stack = shared_servers_stack(per_task, WORDCRAWL_READ_TIMEOUT="5", WORDCRAWL_PAGE_TIMEOUT="6")
+    # Pages in groups of three (GROUPED): a run overtaken for some pages of its message.
+    stack = shared_servers_stack(WORDCRAWL_READ_TIMEOUT="5", WORDCRAWL_PAGE_TIMEOUT="6", **GROUPED)
     stack.workers.start("w1", "w2")
     api = stack.start_manager()
-    pages = 4 * per_task
+    pages = 12
     job_id = api.submit([links_job(fixture_site, pages, page_ms)], depth=1)
     # The slow pages (the links of the seed), not the seed itself, which ends at once.
     paused = wait_for(
@@ -318,11 +325,10 @@ def test_a_paused_worker_cannot_end_the_pages_another_run_took_over(
     # shown without timing in test_reliability.py.
 
 
-@pytest.mark.parametrize("per_task", SHAPES)
 def test_sigterm_lets_a_worker_finish_its_pages_and_hand_back_the_rest(
-    shared_servers_stack, fixture_site, per_task
+    shared_servers_stack, fixture_site
 ):
-    stack = shared_servers_stack(per_task)
+    stack = shared_servers_stack()
     stack.workers.start("w1", "w2")
     api = stack.start_manager()
     job_id = api.submit([links_job(fixture_site, 16, 1000)], depth=1)
@@ -346,15 +352,14 @@ def test_sigterm_lets_a_worker_finish_its_pages_and_hand_back_the_rest(
     assert_links_job_counted_once(stack, job, 16)
 
 
-@pytest.mark.parametrize("per_task", SHAPES)
 def test_the_soft_time_limit_keeps_the_pages_counted_and_times_out_the_rest(
-    shared_servers_stack, fixture_site, per_task
+    shared_servers_stack, fixture_site
 ):
     # A short task time limit (soft limit 4 s) below the pages' own deadline (12 s): the
     # soft limit, not the fetch, ends the slow page (prefork; the threads pool has no
     # time limits, and the task bounds its own wait there).
     stack = shared_servers_stack(
-        per_task,
+        WORDCRAWL_WORKER_POOL="prefork",
         WORDCRAWL_TASK_TIME_LIMIT="8",
         WORDCRAWL_PAGE_TIMEOUT="12",
         WORDCRAWL_READ_TIMEOUT="10",
@@ -375,8 +380,8 @@ def test_the_soft_time_limit_keeps_the_pages_counted_and_times_out_the_rest(
     assert (pages[urls[0]].status, pages[urls[0]].error) == ("done", None)
     assert (pages[urls[1]].status, pages[urls[1]].error) == ("failed", "timeout")
     assert "time limit" in pages[urls[1]].message
-    # Sent together or alone, as the shape says; ended without a retry either way.
-    assert len({page.task_id for page in pages.values()}) == (1 if per_task > 1 else 2)
+    # Two pages, fewer than the job's free messages: each alone; neither was retried.
+    assert len({page.task_id for page in pages.values()}) == 2
     assert not stack.sql(
         "SELECT * FROM page_attempts a JOIN pages p ON p.id = a.page_id "
         "WHERE p.job_id = :job AND a.outcome = 'retried'",
@@ -389,13 +394,13 @@ def test_the_soft_time_limit_keeps_the_pages_counted_and_times_out_the_rest(
 
 @pytest.fixture
 def own_redis_stack(
-    services: Services, fixture_site: FixtureSite, tmp_path: Path, per_task: int
+    services: Services, fixture_site: FixtureSite, tmp_path: Path
 ) -> Iterator[tuple[Stack, EmbeddedRedis]]:
     """A stack whose broker is a Redis server of its own (AOF on, as `wordcrawl up`'s)."""
     server = EmbeddedRedis(tmp_path / "redis", free_port())
     server.start()
     database_url = new_database_url(services.postgres_server_url)
-    env = stack_env(server.url, database_url, [fixture_site.server_port], per_task)
+    env = stack_env(server.url, database_url, [fixture_site.server_port])
     try:
         with running_stack(env, tmp_path / "logs") as stack:
             yield stack, server
@@ -426,7 +431,6 @@ def restart_redis_mid_job(
     return api.wait_for_job(job_id, timeout=60)
 
 
-@pytest.mark.parametrize("per_task", SHAPES)
 def test_a_job_survives_a_broker_restart(own_redis_stack, fixture_site):
     stack, server = own_redis_stack
     job = restart_redis_mid_job(stack, server, fixture_site, keep_data=True)
@@ -434,7 +438,6 @@ def test_a_job_survives_a_broker_restart(own_redis_stack, fixture_site):
     assert_links_job_counted_once(stack, job, 40)
 
 
-@pytest.mark.parametrize("per_task", SHAPES)
 def test_a_job_survives_a_broker_restart_that_lost_every_message(own_redis_stack, fixture_site):
     stack, server = own_redis_stack
     job = restart_redis_mid_job(stack, server, fixture_site, keep_data=False)
@@ -449,13 +452,13 @@ def test_a_job_survives_a_broker_restart_that_lost_every_message(own_redis_stack
 
 @pytest.fixture
 def own_postgres_stack(
-    services: Services, fixture_site: FixtureSite, tmp_path: Path, per_task: int
+    services: Services, fixture_site: FixtureSite, tmp_path: Path
 ) -> Iterator[tuple[Stack, EmbeddedPostgres]]:
     """A stack whose database is on a PostgreSQL server of its own."""
     server = EmbeddedPostgres(tmp_path / "pg" / "data", free_port())
     server.start()
     broker_url = claim_redis_database(services.redis_server_url)
-    env = stack_env(broker_url, server.url, [fixture_site.server_port], per_task)
+    env = stack_env(broker_url, server.url, [fixture_site.server_port])
     try:
         with running_stack(env, tmp_path / "logs", drop=False) as stack:
             yield stack, server
@@ -485,7 +488,6 @@ def assert_unavailable(response) -> None:
     assert body["error"]["message"]
 
 
-@pytest.mark.parametrize("per_task", SHAPES)
 def test_a_job_survives_a_database_restart_and_the_api_says_503_meanwhile(
     own_postgres_stack, fixture_site
 ):

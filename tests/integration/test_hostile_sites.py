@@ -2,12 +2,12 @@
 
 The site (hostile_site.py) drips a TLS handshake and an HTTP status line for ever, floods
 cookies, serves pages built to fill the database, and a robots.txt a first-match parser
-misreads. The dripping pages end `timeout` at the page deadline in each pool and shape:
-the session's prefork workers, a threads-pool worker (Celery enforces no time limit
-there) and prefork with three pages per task; another job's page meanwhile ends at once,
-and no request ever carries a cookie back. The threads and group stacks are stacks of
-their own (isolated.py), with a 3 s page deadline, below the 5 s connect timeout that
-was the TLS handshake's only bound before.
+misreads. The dripping pages end `timeout` at the page deadline in each pool: the
+session's workers (the default pool, threads, where Celery enforces no time limit) and
+a prefork worker; another job's page meanwhile ends at once, and no request ever carries
+a cookie back. The prefork and threads stacks are stacks of their own (isolated.py), with
+a 3 s page deadline, below the 5 s connect timeout that was the TLS handshake's only
+bound before.
 """
 
 from __future__ import annotations
@@ -94,18 +94,18 @@ def threads_stack(services, hostile_site, tmp_path_factory) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def groups_stack(services, hostile_site, tmp_path_factory) -> Iterator[Stack]:
-    """A prefork worker of 2 processes, three pages per task."""
-    log_dir = tmp_path_factory.mktemp("hostile-groups")
-    env = {"WORDCRAWL_WORKER_CONCURRENCY": "2", "WORDCRAWL_PAGES_PER_TASK": "3"}
+def prefork_stack(services, hostile_site, tmp_path_factory) -> Iterator[Stack]:
+    """A prefork worker of 4 processes: one for each page of the test, each alone."""
+    log_dir = tmp_path_factory.mktemp("hostile-prefork")
+    env = {"WORDCRAWL_WORKER_POOL": "prefork", "WORDCRAWL_WORKER_CONCURRENCY": "4"}
     with own_stack(services, hostile_site, log_dir, **env) as stack:
         yield stack
 
 
-@pytest.fixture(params=["prefork", "threads", "groups"])
+@pytest.fixture(params=["default", "prefork"])
 def crawler(request, worker_env) -> Crawler:
-    """Each shape a page can be crawled in, with its page deadline."""
-    if request.param == "prefork":
+    """Each pool a page can be crawled in, with its page deadline."""
+    if request.param == "default":
         request.getfixturevalue("workers")
         client = request.getfixturevalue("app").test_client()
         sql = request.getfixturevalue("sql")

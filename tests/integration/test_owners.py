@@ -204,7 +204,7 @@ def test_only_the_schedules_owner_or_the_instructor_pauses_or_deletes_it(api, sq
 def test_a_schedules_token_may_cancel_its_runs(api, services, fixture_site):
     schedule = create_schedule(api, [fixture_site.url(f"/delay?ms=600&run={uuid.uuid4().hex}")])
     sessions = job_db.get_sessionmaker(services.database_url)
-    [run_id] = start_due(sessions, services.settings.job_pages_in_broker)
+    [run_id] = start_due(sessions, services.settings.job_tasks_in_broker)
 
     assert_forbidden(api.delete(f"/api/jobs/{run_id}"))
     cancelled = api.delete(f"/api/jobs/{run_id}", headers=bearer(schedule["token"]))

@@ -255,7 +255,7 @@ def test_ticks_racing_for_one_period_start_one_run(client, sql, services, fixtur
 
     def one_tick() -> None:
         ready.wait()
-        started.append(start_due(sessions, services.settings.job_pages_in_broker))
+        started.append(start_due(sessions, services.settings.job_tasks_in_broker))
 
     threads = [threading.Thread(target=one_tick) for _ in range(8)]
     for thread in threads:
@@ -531,7 +531,7 @@ def test_a_run_due_while_the_previous_one_is_open_is_skipped_and_recorded(
     slow = [fixture_site.url(f"/delay?ms=900&overlap={uuid.uuid4().hex}") for _ in range(6)]
     schedule = create(client, slow, {"every_minutes": 60})
     sessions = job_db.get_sessionmaker(services.database_url)
-    in_broker = services.settings.job_pages_in_broker
+    in_broker = services.settings.job_tasks_in_broker
     assert len(start_due(sessions, in_broker)) == 1
     [run] = client.get(schedule["runs_url"]).get_json()
 

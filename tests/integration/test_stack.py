@@ -467,6 +467,9 @@ def test_up_uses_the_running_servers_and_creates_its_database(services, new_data
         # The killed worker's pages come back after 3 x this: 12 s (pages take ~0.1 s).
         WORDCRAWL_TASK_TIME_LIMIT="4",
         WORDCRAWL_WORKER_CONCURRENCY="2",
+        # The demo site answers at once: one request to it at a time keeps the crawl long
+        # enough (pages wait for the site, running) to kill a worker in the middle of it.
+        WORDCRAWL_PER_HOST_CONCURRENCY="1",
     )
     try:
         started = time.monotonic()

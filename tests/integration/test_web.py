@@ -49,6 +49,11 @@ def job_page_facts(soup: BeautifulSoup) -> dict:
     }
 
 
+def client_pages(browser, job_id: str) -> list[dict]:
+    """The job's pages as the API gives them."""
+    return browser.get(f"/api/jobs/{job_id}/pages").get_json()
+
+
 @pytest.fixture(scope="module")
 def ok_job(app, workers, fixture_site) -> dict:
     """A crawled job of two fixture pages: /ok (HTML) and /plain (text)."""
@@ -178,6 +183,11 @@ def test_the_job_page_shows_its_pages_and_top_words(browser, ok_job, fixture_sit
     assert rows.keys() == {fixture_site.url("/ok"), fixture_site.url("/plain")}
     ok_row = rows[fixture_site.url("/ok")]
     assert ok_row[:6] == [fixture_site.url("/ok"), "0", "done", "200", "Fixture <OK> page", "12"]
+    # Each page names the task that carried it (two pages, each alone: two tasks).
+    pages = client_pages(browser, ok_job["id"])
+    tasks = {row[0]: row[9] for row in rows.values()}
+    assert tasks == {page["url"]: page["task_id"][:8] for page in pages}
+    assert len(set(tasks.values())) == 2
     chart = [label.get_text() for label in soup.select("#chart text.label")]
     assert chart[:3] == ["dog", "plain", "text"]  # the API's top words, stopwords left out
     assert "the" not in chart

@@ -28,7 +28,7 @@ def test_a_dead_workers_messages_are_looked_for_soon_after_their_visibility_time
 def test_a_group_of_pages_comes_back_as_soon_as_a_page_alone():
     # A group's pages are crawled side by side, within one page's time limit.
     alone = celery_config(Settings(task_time_limit=120))["broker_transport_options"]
-    grouped = celery_config(Settings(task_time_limit=120, pages_per_task=20))
+    grouped = celery_config(Settings(task_time_limit=120, max_pages_per_task=20))
 
     assert grouped["broker_transport_options"] == alone
     assert grouped["task_time_limit"] == 120

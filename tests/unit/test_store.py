@@ -2,18 +2,34 @@
 
 import pytest
 
+from job_tasks.settings import Settings
 from job_tasks.storing.pages import task_ids_for
 
 
 @pytest.mark.parametrize(
-    ("count", "per_task", "sizes"),
-    [(12, 5, [5, 5, 2]), (3, 1, [1, 1, 1]), (4, 10, [4]), (10, 5, [5, 5]), (0, 5, [])],
+    ("count", "free", "sizes"),
+    [
+        (3, 16, [1, 1, 1]),  # no more pages than free messages: each page alone
+        (16, 16, [1] * 16),
+        (20, 16, [2, 2, 2, 2] + [1] * 12),  # a backlog: spread over the free messages
+        (24, 3, [8, 8, 8]),
+        (1, 1, [1]),
+        (0, 5, []),
+    ],
 )
-def test_each_run_of_pages_shares_one_task_id(count, per_task, sizes):
-    ids = task_ids_for(count, per_task)
+def test_pages_travel_alone_unless_more_wait_than_messages_are_free(count, free, sizes):
+    ids = task_ids_for(count, free)
 
     assert len(ids) == count
-    runs = [ids.count(task_id) for task_id in dict.fromkeys(ids)]  # in order of appearance
-    assert runs == sizes
-    # A group's pages are next to each other: one message each, in the order found.
-    assert ids == sorted(ids, key=ids.index)
+    sizes_found = [ids.count(task_id) for task_id in dict.fromkeys(ids)]  # in order
+    assert sizes_found == sizes
+    assert len(set(ids)) <= free  # never more messages than the job has free
+
+
+@pytest.mark.parametrize(
+    ("max_pages", "per_host", "group"), [(8, 64, 8), (8, 4, 4), (1, 64, 1), (20, 8, 8)]
+)
+def test_a_group_is_never_larger_than_one_site_takes_at_once(max_pages, per_host, group):
+    settings = Settings(max_pages_per_task=max_pages, per_host_concurrency=per_host)
+
+    assert settings.group_size == group

@@ -40,7 +40,7 @@ def test_pages_not_counted_in_time_end_timeout_and_the_others_are_kept(sites):
     pages = [page("http://a/1"), page("http://a/stuck"), page("http://a/2")]
     started = time.monotonic()
 
-    outcomes = tasks._count_side_by_side(pages, Settings(page_timeout=0.1, pages_per_task=3))
+    outcomes = tasks._count_side_by_side(pages, Settings(page_timeout=0.1, max_pages_per_task=3))
 
     assert time.monotonic() - started < 2  # the page deadline (0.1 s) and the margin (0.2 s)
     assert [type(outcome).__name__ for outcome in outcomes] == [
@@ -54,7 +54,7 @@ def test_pages_not_counted_in_time_end_timeout_and_the_others_are_kept(sites):
 
 
 def test_a_thread_still_busy_does_not_hold_up_the_next_task(sites):
-    settings = Settings(page_timeout=0.1, pages_per_task=1)
+    settings = Settings(page_timeout=0.1, max_pages_per_task=1)
     tasks._count_side_by_side([page("http://a/stuck")], settings)
 
     started = time.monotonic()

@@ -78,7 +78,7 @@ class BenchRun:
     workers: int
     pool: str
     concurrency: int  # processes or threads per worker
-    pages_per_task: int  # pages sent in one task message
+    max_pages_per_task: int  # the most pages sent in one task message
     pages: int
     seconds: float
     pages_per_second: float
@@ -142,7 +142,7 @@ class BenchPlan:
     worker_counts: Sequence[int]
     pools: Sequence[str]
     concurrency: int  # 0: Celery's default, one per CPU
-    pages_per_task: int = 1  # WORDCRAWL_PAGES_PER_TASK of the workers and the bench
+    max_pages_per_task: int = Settings.max_pages_per_task  # WORDCRAWL_MAX_PAGES_PER_TASK
     per_host_concurrency: int = PER_HOST_CONCURRENCY
     timeout: float = 600.0  # seconds per run
     keep: bool = False  # keep the database (and the logs) afterwards
@@ -161,7 +161,7 @@ def run_bench(
             database=f"wordcrawl_bench_{uuid.uuid4().hex[:10]}"
         )
         database_url = database_url.render_as_string(hide_password=False)
-        _point_this_process_at(broker_url, database_url, plan.pages_per_task)
+        _point_this_process_at(broker_url, database_url, plan.max_pages_per_task)
         _create_database(database_url)
         if plan.keep:
             echo(f"keeping the database: {database_url}")
@@ -178,17 +178,14 @@ def run_bench(
             "DATABASE_URL": database_url,
             "WORDCRAWL_ALLOWED_HOSTS": format_allowed_hosts(frozenset({(host, port)})),
             "WORDCRAWL_PER_HOST_CONCURRENCY": str(plan.per_host_concurrency),
-            # One user's crawl: each job goes to the broker whole when it is submitted. The
-            # fair-sharing cap (16 by default) would have the workers release every page.
-            "WORDCRAWL_JOB_PAGES_IN_BROKER": str(max(plan.pages, 1)),
-            "WORDCRAWL_PAGES_PER_TASK": str(plan.pages_per_task),
+            "WORDCRAWL_MAX_PAGES_PER_TASK": str(plan.max_pages_per_task),
         }
         env.pop("CELERY_RESULT_BACKEND", None)  # derived from the bench's DATABASE_URL
         urls = [f"{site_url}page/{n}" for n in range(1, plan.pages + 1)]
         served_words = sum(len(site.visible_words(n)) for n in range(1, plan.pages + 1))
         echo(
             f"{plan.pages} pages of {site_url} with {plan.latency_ms} ms latency, "
-            f"{plan.pages_per_task} per task; "
+            f"up to {plan.max_pages_per_task} per task; "
             f"broker {broker_url}; database {make_url(database_url).database}; "
             f"logs in {work_dir}"
         )
@@ -257,7 +254,7 @@ def _one_run(
         per_job = get_settings().max_urls_per_job
         for start in range(0, len(urls), per_job):
             chunk = urls[start : start + per_job]
-            start_job(sessions, JobRequest(chunk, 0, len(chunk)), settings.job_pages_in_broker)
+            start_job(sessions, JobRequest(chunk, 0, len(chunk)), settings.job_tasks_in_broker)
         deadline = time.monotonic() + plan.timeout
         while _open_jobs(engine):
             if time.monotonic() > deadline:
@@ -280,7 +277,7 @@ def _one_run(
         workers=count,
         pool=settings.worker_pool,
         concurrency=concurrency,
-        pages_per_task=settings.pages_per_task,
+        max_pages_per_task=settings.group_size,
         pages=pages,
         seconds=round(seconds, 3),
         pages_per_second=round(figures["done"] / seconds, 1) if seconds > 0 else 0.0,
@@ -350,7 +347,7 @@ def _release_redis_database(url: str) -> None:
         client.close()
 
 
-def _point_this_process_at(broker_url: str, database_url: str, pages_per_task: int) -> None:
+def _point_this_process_at(broker_url: str, database_url: str, max_pages_per_task: int) -> None:
     """Make this process's settings and Celery app (which sends the tasks) use the bench's
     broker and database, and send its pages per task as the workers do. Celery reads
     CELERY_BROKER_URL before its own configuration."""
@@ -360,7 +357,7 @@ def _point_this_process_at(broker_url: str, database_url: str, pages_per_task: i
 
     os.environ["CELERY_BROKER_URL"] = broker_url
     os.environ["DATABASE_URL"] = database_url
-    os.environ["WORDCRAWL_PAGES_PER_TASK"] = str(pages_per_task)
+    os.environ["WORDCRAWL_MAX_PAGES_PER_TASK"] = str(max_pages_per_task)
     os.environ.pop("CELERY_RESULT_BACKEND", None)
     get_settings.cache_clear()
     job_tasks.app.conf.update(celery_config(get_settings()))
@@ -742,7 +739,7 @@ def write_plot(runs: Sequence[BenchRun], path: Path, pages: int, latency_ms: int
             xs,
             [run.pages_per_second for run in points],
             marker="o",
-            label=f"{pool}, {concurrency} per worker" + _grouping(points[0].pages_per_task),
+            label=f"{pool}, {concurrency} per worker" + _grouping(points[0].max_pages_per_task),
         )
         for run in points:
             axes.annotate(
@@ -779,5 +776,5 @@ def write_plot(runs: Sequence[BenchRun], path: Path, pages: int, latency_ms: int
     plt.close(figure)
 
 
-def _grouping(pages_per_task: int) -> str:
-    return f", {pages_per_task} pages per task" if pages_per_task > 1 else ""
+def _grouping(max_pages_per_task: int) -> str:
+    return f", up to {max_pages_per_task} pages per task" if max_pages_per_task > 1 else ""
