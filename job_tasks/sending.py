@@ -9,16 +9,21 @@ loads the worker's fetcher.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .celery_app import app
-from .celeryconfig import CRAWL_PAGES
+from .celeryconfig import CRAWL_PAGES, CRAWL_QUEUE
+from .upkeep.broker import queue_length
 
 if TYPE_CHECKING:
     from .storing.pages import NewPage
 
 SHOWN_ARGS_CHARS = 300  # what Flower shows of a task's pages (ids and URLs)
+QUEUE_CHECK_SECONDS = 1.0  # how long one process trusts what it last read of the queue
+
+_last_check = (float("-inf"), False)  # (when, whether crawl messages were waiting)
 
 
 def enqueue_pages(pages: Iterable[NewPage]) -> None:
@@ -51,3 +56,17 @@ def args_shown(pages: list[NewPage]) -> str:
     if len(shown) > SHOWN_ARGS_CHARS:
         shown = shown[: SHOWN_ARGS_CHARS - 1] + "…"
     return shown
+
+
+def crawl_queue_waiting() -> bool:
+    """Whether crawl messages wait in the broker for a free worker (every worker busy).
+
+    Read from Redis at most once every QUEUE_CHECK_SECONDS in a process: a page released
+    meanwhile is grouped by what was true a moment ago, which is as good.
+    """
+    global _last_check
+    checked_at, waiting = _last_check
+    if time.monotonic() - checked_at >= QUEUE_CHECK_SECONDS:
+        waiting = queue_length(app, [CRAWL_QUEUE]) > 0
+        _last_check = (time.monotonic(), waiting)
+    return waiting

@@ -19,10 +19,12 @@ or running; WORDCRAWL_JOB_TASKS_IN_BROKER). Its other pages wait in PostgreSQL a
 with no task id yet; each message that ends releases the next of its job (`release_pages`),
 under the same job lock. So a 1,000-page crawl holds a few places in the queue, and a
 one-page job submitted during it waits behind those few, not behind the whole crawl.
-Which pages travel together (`task_ids_for`): when a job has R free messages and W pages
-waiting, if W <= R each page travels alone; otherwise the waiting pages are spread over
-the R messages, up to WORDCRAWL_MAX_PAGES_PER_TASK each (Settings.group_size). So a lone
-page is one task in Flower, and a backlog travels in groups (sending.enqueue_pages).
+Which pages travel together (`messages_for`): when a job has R free messages and W pages
+waiting, and no message waits in the broker for a worker, each page travels alone if
+W <= R; otherwise the waiting pages are spread over as few messages as
+WORDCRAWL_MAX_PAGES_PER_TASK per message allows (Settings.group_size), at most R. So a lone
+page is one task in Flower, and a backlog, or a class whose jobs keep every worker busy,
+travels in groups (sending.enqueue_pages).
 
 The statements run on a connection of the engine (SQLAlchemy Core), not through the ORM: a
 worker writes two transactions per page (or per group of pages sent together: one claims
@@ -61,6 +63,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from ..page_errors import PageError
 from ..reading.words import most_frequent
+from ..sending import crawl_queue_waiting
 from ..settings import get_settings
 from .models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page, PageAttempt, WordCount
 
@@ -262,6 +265,11 @@ RELEASE_PAGES = text(
     WHERE pages.id = next.id
     RETURNING pages.id, pages.task_id, pages.url
     """
+)
+# How many pages of a job wait in PostgreSQL for room in the broker, counted up to `room`.
+WAITING_PAGES = text(
+    "SELECT count(*) FROM (SELECT 1 FROM pages WHERE job_id = :job_id AND status = 'queued'"
+    " AND task_id IS NULL LIMIT :room) AS waiting"
 )
 LOCK_JOB = (
     select(Job.id, Job.status, Job.depth, Job.max_pages)
@@ -518,25 +526,39 @@ def release_pages(
     free = in_broker - sent
     if free <= 0:
         return []
-    room = free * get_settings().group_size
+    group_size = get_settings().group_size
+    room = free * group_size
+    waiting = conn.execute(WAITING_PAGES, {"job_id": job_id, "room": room}).scalar_one()
+    messages = messages_for(waiting, free, group_size, crawl_queue_waiting())
     rows = conn.execute(
         RELEASE_PAGES,
-        {"job_id": job_id, "room": room, "task_ids": task_ids_for(room, free)},
+        {"job_id": job_id, "room": room, "task_ids": task_ids_for(waiting, messages)},
     ).all()
     return sorted(NewPage(row.id, row.task_id, row.url) for row in rows)
 
 
-def task_ids_for(count: int, free: int) -> list[str]:
-    """Task ids for the next `count` waiting pages of a job with `free` task messages to
-    fill (count: at most `free` x group_size), in order: page n travels under the (n mod
-    free)-th id.
+def messages_for(pages: int, free: int, group_size: int, queue_waiting: bool) -> int:
+    """How many task messages carry a job's next `pages` waiting pages (at most `free` x
+    group_size), with `free` of its messages free.
 
-    So when a job has no more pages waiting than free messages, each page travels alone;
-    otherwise its pages are spread evenly over the free messages (sending.enqueue_pages
-    sends one message per task id). Ids that no page takes are never sent.
+    More pages than free messages: spread over all of them (each page of a group runs on
+    a worker at once, side by side). Otherwise each page travels alone, unless messages
+    already wait in the broker for a worker: then every worker is busy, and the pages
+    share as few messages as group_size allows, so the per-message costs are shared too.
     """
-    ids = [str(uuid.uuid4()) for _ in range(min(count, free))]
-    return [ids[n % free] for n in range(count)]
+    if pages > free:
+        return free
+    if not queue_waiting:
+        return pages
+    return -(-pages // group_size)  # pages / group_size, rounded up
+
+
+def task_ids_for(count: int, messages: int) -> list[str]:
+    """Task ids for `count` pages travelling in `messages` task messages, in order: page n
+    travels under the (n mod messages)-th id, so the groups differ by one page at most
+    (sending.enqueue_pages sends one message per task id)."""
+    ids = [str(uuid.uuid4()) for _ in range(max(1, min(count, messages)))]
+    return [ids[n % len(ids)] for n in range(count)]
 
 
 def lock_job(conn: Connection, job_id: uuid.UUID) -> Row:

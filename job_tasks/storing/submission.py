@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from sqlalchemy import delete, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..sending import enqueue_pages
+from ..sending import crawl_queue_waiting, enqueue_pages
 from ..settings import get_settings
 from .models import Job, JobUrl, Page
-from .pages import NewPage, task_ids_for
+from .pages import NewPage, messages_for, task_ids_for
 
 # The job, its seed URLs and its pages in one statement (one round trip), the first pages
 # released at once, in up to `in_broker` task messages (given their Celery task ids, so
@@ -96,6 +96,8 @@ def write_job(
     """Write a job as record_job does, in the caller's transaction (a scheduled run is
     written in the same transaction that claims its period, see schedule_runs.py)."""
     job_id = uuid.uuid4()
+    group_size = get_settings().group_size
+    sent = min(len(job.urls), in_broker * group_size)
     rows = session.connection().execute(
         INSERT_JOB,
         {
@@ -106,7 +108,7 @@ def write_job(
             "owner_token_hash": job.owner_token_hash,
             "urls": job.urls,
             "task_ids": task_ids_for(
-                min(len(job.urls), in_broker * get_settings().group_size), in_broker
+                sent, messages_for(sent, in_broker, group_size, crawl_queue_waiting())
             ),
         },
     )

@@ -1,9 +1,10 @@
-"""Grouping the pages sent to the broker (job_tasks/storing/pages.py: task_ids_for)."""
+"""Grouping the pages sent to the broker (job_tasks/storing/pages.py: messages_for and
+task_ids_for)."""
 
 import pytest
 
 from job_tasks.settings import Settings
-from job_tasks.storing.pages import task_ids_for
+from job_tasks.storing.pages import messages_for, task_ids_for
 
 
 @pytest.mark.parametrize(
@@ -18,12 +19,28 @@ from job_tasks.storing.pages import task_ids_for
     ],
 )
 def test_pages_travel_alone_unless_more_wait_than_messages_are_free(count, free, sizes):
-    ids = task_ids_for(count, free)
+    ids = task_ids_for(count, messages_for(count, free, 8, queue_waiting=False))
 
     assert len(ids) == count
     sizes_found = [ids.count(task_id) for task_id in dict.fromkeys(ids)]  # in order
     assert sizes_found == sizes
     assert len(set(ids)) <= free  # never more messages than the job has free
+
+
+@pytest.mark.parametrize(
+    ("count", "free", "sizes"),
+    [
+        (1, 16, [1]),  # a lone page is one task, however busy the workers are
+        (3, 16, [3]),
+        (10, 16, [5, 5]),  # as few messages as groups of 8 allow, evenly filled
+        (16, 16, [8, 8]),
+        (20, 16, [2, 2, 2, 2] + [1] * 12),  # more than free messages: as when idle
+    ],
+)
+def test_pages_share_messages_while_messages_wait_for_a_worker(count, free, sizes):
+    ids = task_ids_for(count, messages_for(count, free, 8, queue_waiting=True))
+
+    assert [ids.count(task_id) for task_id in dict.fromkeys(ids)] == sizes
 
 
 @pytest.mark.parametrize(
