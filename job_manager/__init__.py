@@ -21,6 +21,7 @@ from .api import jobs as api_jobs
 from .api import schedules as api_schedules
 from .errors import register_error_handlers
 from .extensions import bind_resources, csrf, limiter
+from .shared_answers import SharedAnswers
 from .web import dead_letter_pages, job_pages, login, schedule_pages
 
 # No inline scripts or styles, nothing from other sites, no framing by other sites.
@@ -60,7 +61,8 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     for web in (job_pages, schedule_pages, dead_letter_pages, login):
         app.register_blueprint(web.bp)
     app.register_blueprint(metrics.bp)
-    app.extensions["wordcrawl_metrics"] = metrics.ScrapeCache()
+    # Answers that many requests share (the dashboard's activity, the metrics).
+    app.extensions["wordcrawl_answers"] = SharedAnswers()
 
     @app.context_processor
     def who_is_asking() -> dict[str, object]:

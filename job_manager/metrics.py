@@ -12,9 +12,6 @@ and the scrape, small. Each client may scrape SCRAPES_PER_MINUTE times a minute.
 
 from __future__ import annotations
 
-import math
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -38,6 +35,7 @@ from job_tasks.storing.models import JOB_STATUSES, PAGE_STATUSES, Job, Page
 from job_tasks.upkeep.broker import queue_length
 
 from .extensions import census, limiter, sessions, settings
+from .shared_answers import SharedAnswers
 
 # Upper bounds (seconds) of the histograms' buckets: a demo page takes about 0.1 s, a slow
 # site seconds, and no task runs past its time limit (120 s by default).
@@ -162,31 +160,13 @@ registry = CollectorRegistry(auto_describe=False)
 registry.register(WordcrawlCollector())
 
 
-class ScrapeCache:
-    """The latest scrape's text, reused for a few seconds (WORDCRAWL_METRICS_CACHE_SECONDS).
-
-    The lock makes scrapes that arrive together wait for one reading of the tables, so a
-    flood of scrapes costs one scan, however many threads serve it.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.text = b""
-        self.read_at = -math.inf
-
-    def get(self, seconds: float) -> bytes:
-        with self.lock:
-            if time.monotonic() - self.read_at >= seconds:
-                self.text = generate_latest(registry)
-                self.read_at = time.monotonic()
-            return self.text
-
-
 @bp.get("/metrics")
 @limiter.limit(f"{SCRAPES_PER_MINUTE}/minute")
 def metrics() -> Response:
     """Answer Prometheus's scrape with every wordcrawl_ metric (at most a few seconds old)."""
-    cache: ScrapeCache = current_app.extensions["wordcrawl_metrics"]
+    answers: SharedAnswers = current_app.extensions["wordcrawl_answers"]
+    seconds = settings().metrics_cache_seconds
+    text = answers.get("metrics", seconds, lambda: generate_latest(registry))
     # content_type, not mimetype: Flask would add a second charset to it, and Prometheus 3
     # refuses a Content-Type with a parameter twice.
-    return Response(cache.get(settings().metrics_cache_seconds), content_type=CONTENT_TYPE_LATEST)
+    return Response(text, content_type=CONTENT_TYPE_LATEST)

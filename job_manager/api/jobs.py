@@ -7,9 +7,10 @@ Reading is open to everyone; changing a job needs its owner (owners.py).
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import redis
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,6 +27,7 @@ from ..extensions import census, sessions, settings, submissions_limit
 from ..job_requests import cancel_job, parse_job_request, submit_job
 from ..owners import client_key, new_token, require_job_owner
 from ..schedule_requests import create_schedule, parse_timing
+from ..shared_answers import SharedAnswers
 from .checks import (
     existing_job,
     no_job,
@@ -37,6 +39,7 @@ from .checks import (
 )
 
 ACTIVITY_BUCKET_SECONDS = 5  # the dashboard counts pages ended per 5 seconds
+ACTIVITY_SHARED_SECONDS = 1.0  # the dashboard polls every 2 s: its numbers stay fresh
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -125,8 +128,19 @@ def get_word(word: str) -> Response:
 
 @bp.get("/activity")
 def get_activity() -> Response:
-    """What the workers are doing: pages per second, queue, workers, and where the bound is."""
+    """What the workers are doing: pages per second, queue, workers, and where the bound is.
+
+    Every open dashboard asks every 2 seconds: one answer per ACTIVITY_SHARED_SECONDS serves
+    them all (shared_answers.py), so thirty dashboards cost what one does.
+    """
     minutes = number_arg("minutes", 5, 60)
+    answers: SharedAnswers = current_app.extensions["wordcrawl_answers"]
+    report = answers.get(("activity", minutes), ACTIVITY_SHARED_SECONDS, lambda: _activity(minutes))
+    return jsonify(report)
+
+
+def _activity(minutes: int) -> dict[str, Any]:
+    """Read the activity report: the pages from PostgreSQL, the workers from the census."""
     with sessions()() as session:
         report = activity.page_activity(session, minutes, ACTIVITY_BUCKET_SECONDS)
     report["minutes"] = minutes
@@ -138,7 +152,7 @@ def get_activity() -> Response:
     report["workers"] = activity.worker_rows(report["workers"], reports)
     report["machines"] = activity.machines(reports)
     report["bound"] = where_is_the_bound(report, settings().per_host_concurrency)
-    return jsonify(report)
+    return report
 
 
 @bp.get("/health")
