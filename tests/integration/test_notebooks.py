@@ -46,7 +46,7 @@ CELL_TIMEOUT = 120  # seconds per cell
 WRITE = os.environ.get("WORDCRAWL_WRITE_NOTEBOOKS") == "1"  # `make notebooks`
 # The committed scaling notebook plots the bench runs kept in docs/ (a path relative to the
 # kernel's working directory, notebooks/, so the output names no machine's folders).
-COMMITTED_BENCH_JSON = "../docs/bench-groups.json"
+COMMITTED_BENCH_JSON = "../docs/bench.json"
 NOTHING = "Nothing to show yet"
 # The plots each notebook draws on a real crawl (the scaling notebook's CPU plot needs the
 # JSON of `wordcrawl bench`).
