@@ -1,7 +1,8 @@
 """Which pages travel together: a job with R free task messages and W pages waiting sends
 each page alone if W <= R, and otherwise spreads them over the R messages, up to
 Settings.group_size pages each (WORDCRAWL_MAX_PAGES_PER_TASK, never above the per-host
-limit: 3 here). A group's pages are fetched side by side and counted as if each had its
+limit: 3 here); while messages wait in Redis for a worker, they share as few messages as
+that allows. A group's pages are fetched side by side and counted as if each had its
 own task; a page that fails for now leaves its group and is retried alone, by Celery's own
 retry of its task (the session's workers try no page twice, so this is where retries are
 seen end to end).
@@ -26,9 +27,11 @@ from conftest import (
     wait_for_job,
 )
 from fixture_site import OK_COUNTS
-from processes import WorkerPool
+from processes import WorkerPool, node_name, wait_for
 
-from job_tasks.sending import enqueue_pages
+from job_tasks.celery_app import app
+from job_tasks.celeryconfig import CRAWL_QUEUE
+from job_tasks.sending import crawl_queue_waiting, enqueue_pages
 from job_tasks.settings import Settings, get_settings
 from job_tasks.storing import db as job_db
 from job_tasks.storing.submission import JobRequest, record_job
@@ -223,3 +226,33 @@ def test_a_page_sent_alone_is_retried_by_its_own_task(client, grouping_worker, f
         job=job["id"],
     )
     assert [tuple(row) for row in attempts] == [("retried", 503, 2)]
+
+
+def test_while_messages_wait_for_a_worker_a_jobs_pages_share_messages(
+    client, grouping_worker, fixture_site
+):
+    # Every worker busy, as when a whole class submits at once: here g1 stops taking crawl
+    # messages, so the next one waits in Redis. A job's pages then travel grouped even when
+    # they would fit in its free messages; a lone page still travels alone.
+    g1 = [node_name("g1")]
+    assert app.control.cancel_consumer(CRAWL_QUEUE, destination=g1, reply=True)
+    try:
+        lone = submit_job(client, [fixture_site.url(f"/ok?lone={uuid.uuid4().hex}")])
+        wait_for(crawl_queue_waiting, 10, "the lone page's message never waited in Redis")
+        urls = [fixture_site.url(f"/ok?busy={uuid.uuid4().hex}") for _ in range(2 * group_size())]
+        busy = submit_job(client, urls)
+
+        sizes = Counter(page["task_id"] for page in pages_of(client, busy).values())
+        assert sorted(sizes.values()) == [group_size()] * 2
+        (lone_page,) = pages_of(client, lone).values()
+        assert Counter(p["task_id"] for p in pages_of(client, lone).values()) == {
+            lone_page["task_id"]: 1
+        }
+    finally:
+        app.control.add_consumer(CRAWL_QUEUE, destination=g1, reply=True)
+
+    for job_id in (lone, busy):
+        job = wait_for_job(client, job_id, timeout=60)
+        assert job["status"] == "done" and job["pages"]["failed"] == 0
+    # The next tests' jobs are sent as on a quiet system again.
+    wait_for(lambda: not crawl_queue_waiting(), 10, "crawl messages still wait in Redis")
