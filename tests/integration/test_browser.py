@@ -6,41 +6,25 @@ cancels a second job with its button; the form keeps its repeat options folded a
 a bad URL by its line. Screenshots of the finished job page and of the form are saved in
 test-artifacts/.
 
-Playwright drives the system's Chromium (Debian's `chromium` package, which `make test`
-installs when it may); Playwright's own browser download is not needed.
+Chromium's set-up is shared with the other browser test (chromium.py).
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 import requests
+from chromium import CHROMIUM, CHROMIUM_ARGS, MISSING, screenshot_path
 from processes import node_name, wait_for
 
 pytestmark = pytest.mark.slow  # drives Chromium
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # root in a container has no user namespace for the sandbox
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 sync_playwright = pytest.importorskip(
     "playwright.sync_api", reason="Playwright is not installed (make install adds it)"
 ).sync_playwright
 if CHROMIUM is None:
-    pytest.skip(
-        "Chromium is not installed: `apt-get install -y chromium` (make test does it as root)",
-        allow_module_level=True,
-    )
+    pytest.skip(MISSING, allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +93,7 @@ def test_a_crawl_fills_its_progress_bar_live(page, manager_url, fixture_site):
     )
     assert workers and all(w.startswith(("w1@", "w2@")) for w in workers)
     assert page.locator("#cancel-form").count() == 0  # nothing left to cancel
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "job-page.png"), full_page=True)
+    page.screenshot(path=str(screenshot_path("job-page")), full_page=True)
 
 
 def test_the_cancel_button_stops_a_crawl(page, manager_url, fixture_site):
@@ -139,8 +122,7 @@ def test_the_form_folds_its_repeat_options_and_names_a_bad_line(page, manager_ur
 
     assert not page.is_visible("#every_minutes") and not page.is_visible("#cron")
     assert page.is_visible("#repeat summary")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "form-folded.png"), full_page=True)
+    page.screenshot(path=str(screenshot_path("form-folded")), full_page=True)
     page.click("#repeat summary")  # opens without a script (the CSP allows none inline)
     assert page.is_visible("#every_minutes") and page.is_visible("#cron")
     page.click("#repeat summary")
@@ -156,7 +138,7 @@ def test_the_form_folds_its_repeat_options_and_names_a_bad_line(page, manager_ur
     assert page.text_content("#form-error") == (
         "line 2 (ftp://example.com/file): only http and https URLs can be crawled"
     )
-    page.screenshot(path=str(ARTIFACTS / "form-error-line.png"), full_page=True)
+    page.screenshot(path=str(screenshot_path("form-error-line")), full_page=True)
 
 
 def test_the_dashboard_shows_a_worker_joining_and_the_pages_it_counts(
@@ -210,8 +192,7 @@ def test_the_dashboard_shows_a_worker_joining_and_the_pages_it_counts(
         assert page.get_attribute("#bound", "data-kind") in kinds
         assert page.locator("#bound-rules li.current").count() == 1
         assert page.locator("#rate-chart polyline").count() == 1
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        page.screenshot(path=str(screenshot_path("dashboard")), full_page=True)
         assert page.evaluate("window.notReloaded === true")
     finally:
         workers.stop("w3")
