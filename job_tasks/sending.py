@@ -18,7 +18,7 @@ from .celeryconfig import CRAWL_PAGES, CRAWL_QUEUE
 from .upkeep.broker import queue_length
 
 if TYPE_CHECKING:
-    from .storing.pages import NewPage
+    from .storing.release import NewPage
 
 SHOWN_ARGS_CHARS = 300  # what Flower shows of a task's pages (ids and URLs)
 QUEUE_CHECK_SECONDS = 1.0  # how long one process trusts what it last read of the queue
@@ -28,7 +28,7 @@ _last_check = (float("-inf"), False)  # (when, whether crawl messages were waiti
 
 def enqueue_pages(pages: Iterable[NewPage]) -> None:
     """Send pages to the workers over one broker connection: one crawl_pages message per
-    task id, with the pages that share it (storing.pages.task_ids_for)."""
+    task id, with the pages that share it (storing.release.task_ids_for)."""
     groups: dict[str, list[NewPage]] = {}
     for page in pages:
         groups.setdefault(page.task_id, []).append(page)

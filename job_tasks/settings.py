@@ -86,7 +86,7 @@ class Settings:
     reconcile_seconds: int = 30  # how often lost task messages are looked for (upkeep/reconcile.py)
     # Fair sharing: at most this many task messages of one job are in the broker at once
     # (waiting or running); its other pages wait in PostgreSQL and are sent as its
-    # messages end (storing/pages.py).
+    # messages end (storing/release.py).
     job_tasks_in_broker: int = 16
     # The most pages one `crawl_pages` message carries. A job whose waiting pages fit in
     # its free messages sends each page alone (one task per page in Flower); a backlog is

@@ -2,7 +2,7 @@
 
 `crawl_pages` crawls the pages whose ids its message carries: one page alone, or up to
 WORDCRAWL_MAX_PAGES_PER_TASK of a job's pages sent together when it has a backlog
-(storing/pages.py, "Fair sharing"). It reads like the flow: claim the pages,
+(storing/release.py, fair sharing). It reads like the flow: claim the pages,
 fetch each page and count its words (side by side, each in a thread of its own), store what
 was counted. Each step is a plain function in its own module; this file only wires them to
 Celery (states, retries, time limits) and to the worker's resources (fetching/resources.py).
@@ -36,7 +36,7 @@ from .sending import enqueue_pages, send_pages
 from .settings import Settings, get_settings
 from .storing import pages as store
 from .storing.db import get_engine, get_sessionmaker
-from .storing.pages import NewPage
+from .storing.release import NewPage
 from .storing.schedule_runs import start_due
 from .urls import same_host_links
 

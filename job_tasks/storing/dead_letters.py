@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..sending import enqueue_pages
 from .models import Job, Page
-from .pages import NewPage, release_pages
+from .release import NewPage, release_pages
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..sending import crawl_queue_waiting, enqueue_pages
 from ..settings import get_settings
 from .models import Job, JobUrl, Page
-from .pages import NewPage, messages_for, task_ids_for
+from .release import NewPage, messages_for, task_ids_for
 
 # The job, its seed URLs and its pages in one statement (one round trip), the first pages
 # released at once, in up to `in_broker` task messages (given their Celery task ids, so
-# celery_taskmeta and pages join on them), as pages.release_pages does for a job with
+# celery_taskmeta and pages join on them), as release.release_pages does for a job with
 # nothing in the broker yet. :task_ids holds those ids; pages past its end get none (NULL) and wait.
 # Through the ORM, with release_pages after it, this took six statements and most of the
 # CPU of POST /api/jobs (docs/performance.md, "Today's figures").

@@ -32,7 +32,8 @@ from sqlalchemy import ColumnElement, Text, Uuid, and_, cast, func, or_, select,
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..storing.models import OPEN_JOB_STATUSES, OPEN_PAGE_STATUSES, Job, Page
-from ..storing.pages import NewPage, lock_job, release_pages
+from ..storing.pages import lock_job
+from ..storing.release import NewPage, release_pages
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A job has at most WORDCRAWL_JOB_TASKS_IN_BROKER task messages (default 16) in the broker at
 once, waiting or running, each of one page or of a group; its other pages wait in
-PostgreSQL and are sent as its messages end (store.release_pages).
+PostgreSQL and are sent as its messages end (storing/release.py).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from processes import node_name
 
 from job_tasks import app
 from job_tasks.sending import enqueue_pages
-from job_tasks.storing.pages import NewPage
+from job_tasks.storing.release import NewPage
 
 
 def test_demo_pages_are_counted_exactly_by_the_word_rules(crawl, demo_site, sql):

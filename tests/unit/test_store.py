@@ -1,10 +1,10 @@
-"""Grouping the pages sent to the broker (job_tasks/storing/pages.py: messages_for and
+"""Grouping the pages sent to the broker (job_tasks/storing/release.py: messages_for and
 task_ids_for)."""
 
 import pytest
 
 from job_tasks.settings import Settings
-from job_tasks.storing.pages import messages_for, task_ids_for
+from job_tasks.storing.release import messages_for, task_ids_for
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ import pytest
 from job_tasks import sending, tasks
 from job_tasks.page_errors import Timeout
 from job_tasks.settings import Settings
-from job_tasks.storing.pages import ClaimedPage, CountedPage, NewPage
+from job_tasks.storing.pages import ClaimedPage, CountedPage
+from job_tasks.storing.release import NewPage
 
 
 def page(url: str) -> ClaimedPage:
