@@ -21,9 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from job_tasks.settings import Settings, sqlalchemy_url
+from job_tasks.settings import Settings
+from job_tasks.storing.db import get_engine
 
 from ..client import ApiClient, ApiClientError
 from ..demo_site import DemoSite
@@ -33,10 +34,9 @@ from .isolated import (
     isolated_servers,
     open_jobs,
     running_stack,
-    wait_for,
 )
 from .sites import serve_sites
-from .speed import BenchError
+from .speed import BenchError, wait_until
 
 SUBMISSIONS_PER_MINUTE = 10_000  # the bench's clients all come from 127.0.0.1
 
@@ -108,8 +108,10 @@ def run_class_bench(
         with running_stack(place, bench_environ(place, site_urls, extra), plan.workers) as stack:
             submitted = _submit_together(stack.manager_url, site_urls, plan)
             job_ids = [job_id for job_id, _ in submitted]
-            wait_for(
-                lambda: open_jobs(place.database_url, job_ids) == 0, plan.timeout, "every job's end"
+            wait_until(
+                lambda: open_jobs(place.database_url, job_ids) == 0,
+                plan.timeout,
+                "not every job ended in time",
             )
         ended = _finished_at(place.database_url, job_ids)
         counted = counted_pages(place.database_url, job_ids, site)
@@ -160,18 +162,15 @@ def _submit_together(
 
 def _finished_at(database_url: str, job_ids: list[str]) -> dict[str, float]:
     """Each job's end, as a Unix time."""
-    engine = create_engine(sqlalchemy_url(database_url), pool_size=1)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT CAST(id AS text), extract(epoch FROM finished_at) FROM jobs "
-                    "WHERE id = ANY(CAST(:ids AS uuid[]))"
-                ),
-                {"ids": job_ids},
-            ).all()
-    finally:
-        engine.dispose()
+    engine = get_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT CAST(id AS text), extract(epoch FROM finished_at) FROM jobs "
+                "WHERE id = ANY(CAST(:ids AS uuid[]))"
+            ),
+            {"ids": job_ids},
+        ).all()
     return {job_id: float(at) for job_id, at in rows}
 
 

@@ -18,24 +18,23 @@ import os
 import shutil
 import signal
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from job_tasks.settings import Settings, format_allowed_hosts, sqlalchemy_url
-from job_tasks.storing.db import create_database_if_missing, drop_database
+from job_tasks.settings import Settings, format_allowed_hosts
+from job_tasks.storing.db import create_database_if_missing, drop_database, get_engine
 
 from ..demo_site import DemoSite
 from ..local.services import free_port
 from ..local.stack import Stack
-from .speed import BenchError, _claim_redis_database, _release_redis_database, _servers
+from .speed import _claim_redis_database, _release_redis_database, _servers
 
 POLL_SECONDS = 0.1
 
@@ -134,44 +133,29 @@ def tree_rss_mb(root: psutil.Process) -> float:
     return round(total / 2**20, 1)
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `check` until it is true; BenchError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise BenchError(f"{what} did not happen within {timeout:g} s")
-        time.sleep(POLL_SECONDS)
+# How many of the bench's jobs are still open, and how many of their pages are counted.
+OPEN_JOBS = (
+    "SELECT count(*) FROM jobs WHERE id = ANY(CAST(:ids AS uuid[]))"
+    " AND status IN ('queued', 'running')"
+)
+DONE_PAGES = (
+    "SELECT count(*) FROM pages WHERE job_id = ANY(CAST(:ids AS uuid[])) AND status = 'done'"
+)
 
 
 def open_jobs(database_url: str, job_ids: list[str]) -> int:
     """How many of these jobs are still queued or running."""
-    engine = create_engine(sqlalchemy_url(database_url), pool_size=1)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(
-                text(
-                    "SELECT count(*) FROM jobs WHERE id = ANY(CAST(:ids AS uuid[])) "
-                    "AND status IN ('queued', 'running')"
-                ),
-                {"ids": job_ids},
-            ).scalar_one()
-    finally:
-        engine.dispose()
+    return _count(database_url, OPEN_JOBS, job_ids)
 
 
 def pages_done(database_url: str, job_ids: list[str]) -> int:
-    engine = create_engine(sqlalchemy_url(database_url), pool_size=1)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(
-                text(
-                    "SELECT count(*) FROM pages WHERE job_id = ANY(CAST(:ids AS uuid[])) "
-                    "AND status = 'done'"
-                ),
-                {"ids": job_ids},
-            ).scalar_one()
-    finally:
-        engine.dispose()
+    """How many pages of these jobs are counted."""
+    return _count(database_url, DONE_PAGES, job_ids)
+
+
+def _count(database_url: str, query: str, job_ids: list[str]) -> int:
+    with get_engine(database_url).connect() as conn:
+        return conn.execute(text(query), {"ids": job_ids}).scalar_one()
 
 
 @dataclass(frozen=True)
@@ -196,7 +180,7 @@ def counted_pages(database_url: str, job_ids: list[str], site: DemoSite) -> Coun
     Pages the crawl was right not to count (a robots.txt refusal, a link to another host)
     are left out: the question is whether each page the site serves was counted right.
     """
-    engine = create_engine(sqlalchemy_url(database_url), pool_size=1)
+    engine = get_engine(database_url)
     query = text(
         """
         SELECT p.url, p.status, p.queued_at, p.finished_at,
@@ -204,11 +188,8 @@ def counted_pages(database_url: str, job_ids: list[str], site: DemoSite) -> Coun
         FROM pages p WHERE p.job_id = ANY(CAST(:ids AS uuid[]))
         """
     )
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(query, {"ids": job_ids}).all()
-    finally:
-        engine.dispose()
+    with engine.connect() as conn:
+        rows = conn.execute(query, {"ids": job_ids}).all()
     served = [row for row in rows if site.page_number(urlsplit(row[0]).path) is not None]
     done = [row for row in served if row[1] == "done"]
     right = sum(

@@ -18,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from job_tasks.settings import Settings, sqlalchemy_url
+from job_tasks.storing.db import get_engine
 
 from ..demo_site import DemoSite
 from .isolated import Place, isolated_servers
@@ -118,16 +119,13 @@ def _scrapy(place: Place, site_url: str, site: DemoSite, plan: StackPlan) -> Scr
 
 def _words_right(database_url: str, site: DemoSite) -> int:
     """How many pages the spider stored with exactly the words the site served."""
-    engine = create_engine(sqlalchemy_url(database_url), pool_size=1)
+    engine = get_engine(database_url)
     query = text(
         "SELECT p.url, sum(w.count) FROM scrapy_pages p "
         "JOIN scrapy_word_counts w ON w.page_id = p.id GROUP BY p.url"
     )
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(query).all()
-    finally:
-        engine.dispose()
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
     right = 0
     for url, words in rows:
         number = site.page_number(urlsplit(url).path)

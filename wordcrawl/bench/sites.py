@@ -53,10 +53,10 @@ def serve_sites(site: DemoSite, count: int, log_path: Path) -> Iterator[list[str
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
     try:
-        from .speed import _wait
+        from .speed import wait_until
 
         # It renders its pages before it opens its ports: allow time per page.
-        _wait(
+        wait_until(
             lambda: all(port_open(port) for port in ports),
             15 + site.pages / 500,
             f"the demo sites did not start; see {log_path}",

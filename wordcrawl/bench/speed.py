@@ -501,7 +501,7 @@ def _demo_site(site: DemoSite, log_path: Path) -> Iterator[tuple[str, int]]:
     try:
         # It renders its pages before it opens its port: allow time per page.
         startup = 15 + site.pages / 500
-        _wait(lambda: port_open(port), startup, "the demo site did not start", process)
+        wait_until(lambda: port_open(port), startup, "the demo site did not start", process)
         yield f"http://127.0.0.1:{port}/", process.pid
     finally:
         process.terminate()
@@ -543,7 +543,7 @@ def _workers(env: dict[str, str], count: int, log_dir: Path) -> Iterator[list[ps
             replies = job_tasks.app.control.ping(timeout=0.5) or []
             return wanted <= {node for reply in replies for node in reply}
 
-        _wait(online, START_TIMEOUT, f"the workers did not answer; see {log_dir}")
+        wait_until(online, START_TIMEOUT, f"the workers did not answer; see {log_dir}")
         yield [psutil.Process(process.pid) for process in processes]
     finally:
         for process in processes:
@@ -698,12 +698,14 @@ def _machine_busy_seconds() -> float:
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
-def _wait(
+def wait_until(
     check: Callable[[], bool],
     timeout: float,
     message: str,
     process: subprocess.Popen | None = None,
 ) -> None:
+    """Poll `check` until it is true; BenchError(message) after `timeout` seconds, or as
+    soon as `process` has exited."""
     deadline = time.monotonic() + timeout
     while not check():
         if process is not None and process.poll() is not None:

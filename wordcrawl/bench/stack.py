@@ -40,10 +40,9 @@ from .isolated import (
     running_stack,
     stack_processes,
     tree_rss_mb,
-    wait_for,
 )
 from .sites import serve_sites
-from .speed import _Sampler
+from .speed import _Sampler, wait_until
 
 PAGES_PER_JOB = 1000  # the API's most pages per job (WORDCRAWL_MAX_PAGES_PER_JOB's default)
 FANOUT = 10  # links down from each demo page: 1 + 10 + 100 + 1,000 pages within depth 3
@@ -155,14 +154,16 @@ def crawl_through_stack(place: Place, site_url: str, site: DemoSite, plan: Stack
         job_ids = [api.submit([site_url], plan.depth, size)["id"] for size in plan.job_sizes()]
         # Once the crawl is busy (a tenth of its pages done), one more user's small job.
         busy = max(1, plan.pages // 10)
-        wait_for(
-            lambda: pages_done(place.database_url, job_ids) >= busy, plan.timeout, "a busy crawl"
+        wait_until(
+            lambda: pages_done(place.database_url, job_ids) >= busy,
+            plan.timeout,
+            "the crawl never got busy",
         )
         probe_seconds = _probe(api, f"{site_url}page/{site.pages - 1}", plan.timeout)
-        wait_for(
+        wait_until(
             lambda: open_jobs(place.database_url, job_ids) == 0,
             plan.timeout - (time.monotonic() - began),
-            "the crawl's end",
+            "the crawl did not end in time",
         )
         sampler.stop()
         end_by_piece = {name: tree_rss_mb(root) for name, root in pieces.items()}
@@ -175,7 +176,9 @@ def _probe(api: ApiClient, url: str, timeout: float) -> float:
     """Submit a one-URL job; return its seconds from submission to done (as its user sees)."""
     submitted = time.monotonic()
     job_id = api.submit([url], 0, 1)["id"]
-    wait_for(lambda: api.job(job_id)["status"] not in OPEN, timeout, "the probe job's end")
+    wait_until(
+        lambda: api.job(job_id)["status"] not in OPEN, timeout, "the probe job did not end in time"
+    )
     return round(time.monotonic() - submitted, 2)
 
 
